@@ -1,0 +1,221 @@
+"""The ASGI application: ``hypercorn proxy.app:app --worker-class trio``.
+
+Hand-written ASGI, no framework. The lifespan loads the settings (environment and config
+file; the CLI passes its own) and opens the one shared Ollama client; each HTTP request is
+routed by (method, path) to a handler. Every error leaves in Anthropic's shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any, Awaitable, Callable
+
+import httpx
+import trio
+
+from . import __version__
+from .asgi import ClientDisconnected, Receive, Scope, Send, header, read_body, send_error, send_json, send_response
+from .config import ConfigError, load_settings
+from .errors import AuthenticationError, MethodNotAllowed, NotFound, ProxyError, RequestError
+from .logs import configure_logging
+from .protocol.models import resolve_model
+from .protocol.tokens import estimate_tokens
+from .protocol.translate import translate_request, validate_request
+from .relay import RelaySettings, serve_messages
+from .stream.translator import ResponseTranslator
+from .upstream import open_client, probe_version
+
+__all__ = ["ProxyApp", "app"]
+
+log = logging.getLogger("proxy.app")
+
+Handler = Callable[["ProxyApp", Scope, Receive, Send, str], Awaitable[None]]
+
+
+def _without_body(send: Send) -> Send:
+    """A HEAD response has the GET response's head and no body."""
+
+    async def send_head(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head
+
+
+def _new_request_id() -> str:
+    return f"req_{secrets.token_hex(12)}"
+
+
+class ProxyApp:
+    """The proxy as an ASGI 3 application. ``settings=None`` reads them at startup."""
+
+    def __init__(self, settings: Any = None) -> None:
+        self._given_settings = settings
+        self.settings: Any = None
+        self.client: httpx.AsyncClient | None = None
+        self.relay_settings = RelaySettings()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    # -- lifespan ------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        settings = self._given_settings or load_settings()
+        configure_logging(settings.log_level)
+        self.settings = settings
+        self.relay_settings = RelaySettings(
+            first_content_timeout=settings.first_content_timeout,
+            idle_timeout=settings.idle_timeout,
+            commit_grace=settings.commit_grace,
+            ping_interval=settings.ping_interval,
+            busy_retries=max(1, settings.busy_retries),
+            busy_retry_window=settings.busy_retry_window,
+        )
+        self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
+        log.info("proxy ready: Ollama at %s, default model %s", settings.ollama_url, settings.default_model)
+
+    async def shutdown(self) -> None:
+        if self.client is not None:
+            with trio.move_on_after(5, shield=True):
+                await self.client.aclose()
+            self.client = None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except ConfigError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- HTTP ----------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = _new_request_id()
+        path = scope["path"]
+        method = scope["method"]
+        methods = ROUTES.get(path.rstrip("/") or "/")
+        try:
+            if methods is None:
+                raise NotFound(f"no route for {method} {path}")
+            handler = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
+            if handler is None:
+                raise MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(methods)}")
+            if path.startswith("/v1/"):
+                self._authenticate(scope)
+            if method == "HEAD":
+                send = _without_body(send)
+            await handler(self, scope, receive, send, request_id)
+        except ClientDisconnected:
+            log.info("request %s: client left while sending its request", request_id)
+        except ProxyError as exc:
+            if not isinstance(exc, NotFound):
+                log.info("request %s: %s %s: %s", request_id, method, path, exc.message)
+            await send_error(send, exc, headers=[("request-id", request_id)])
+
+    def _authenticate(self, scope: Scope) -> None:
+        expected = self.settings.api_key if self.settings is not None else None
+        if not expected:
+            return  # any key, or none, while no key is configured
+        presented = header(scope, b"x-api-key")
+        authorization = header(scope, b"authorization")
+        if presented is None and authorization and authorization.lower().startswith("bearer "):
+            presented = authorization[7:].strip()
+        if presented is None or not secrets.compare_digest(presented.encode(), expected.encode()):
+            raise AuthenticationError("invalid API key: present the proxy's key as x-api-key or a Bearer token")
+
+    async def _read_json(self, receive: Receive) -> Any:
+        body = await read_body(receive, limit=self.settings.body_limit)
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise RequestError(f"request body is not valid JSON: {exc}") from None
+
+    # -- handlers ------------------------------------------------------------------
+
+    async def messages(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        body = validate_request(await self._read_json(receive))
+        settings = self.settings
+        ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
+        request = translate_request(body, ollama_model=ollama_model)
+        translator = ResponseTranslator(
+            client_model=body["model"], input_tokens=estimate_tokens(body), tools=request.tools
+        )
+        log.info(
+            "request %s: %s → %s, %s, %d messages",
+            request_id,
+            body["model"],
+            ollama_model,
+            "stream" if request.stream else "no stream",
+            len(request.ollama["messages"]),
+        )
+        started = trio.current_time()
+        outcome = await serve_messages(
+            receive,
+            send,
+            client=self.client,
+            settings=self.relay_settings,
+            request=request,
+            translator=translator,
+            request_id=request_id,
+        )
+        log.info(
+            "request %s: %s in %.2f s, %d in / %d out tokens, stop %s",
+            request_id,
+            "cancelled" if outcome["cancelled"] else ("failed" if outcome["error"] else "done"),
+            trio.current_time() - started,
+            translator.input_tokens,
+            translator.output_tokens,
+            translator.done_reason or "-",
+        )
+
+    async def count_tokens(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        body = await self._read_json(receive)
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            raise RequestError("messages: field required (an array)")
+        await send_json(send, 200, {"input_tokens": estimate_tokens(body)})
+
+    async def root(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        await send_response(
+            send, 200, b"claude-code-ollama-proxy is running\n", content_type="text/plain; charset=utf-8"
+        )
+
+    async def health(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        version = await probe_version(self.client)
+        url = self.settings.ollama_url
+        await send_json(
+            send,
+            200,
+            {
+                "status": "ok" if version else "ollama_unreachable",
+                "proxy_version": __version__,
+                "ollama": {"url": url, "reachable": version is not None, "version": version},
+            },
+        )
+
+
+#: path → method → handler
+ROUTES: dict[str, dict[str, Handler]] = {
+    "/": {"GET": ProxyApp.root},
+    "/health": {"GET": ProxyApp.health},
+    "/v1/messages": {"POST": ProxyApp.messages},
+    "/v1/messages/count_tokens": {"POST": ProxyApp.count_tokens},
+}
+
+app = ProxyApp()

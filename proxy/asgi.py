@@ -1,0 +1,88 @@
+"""Small ASGI helpers: read a bounded body, send a whole response. No framework."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable, Iterable, TypedDict
+
+from .errors import ProxyError, RequestTooLarge
+
+__all__ = ["Scope", "Receive", "Send", "read_body", "send_response", "send_json", "send_error", "header"]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ResponseStart(TypedDict):
+    type: str
+    status: int
+    headers: list[tuple[bytes, bytes]]
+
+
+class ClientDisconnected(Exception):
+    """The client went away while we were still reading its request."""
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The value of request header ``name`` (lower-case bytes), or None."""
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def read_body(receive: Receive, *, limit: int) -> bytes:
+    """The whole request body. Raises RequestTooLarge past ``limit`` bytes,
+    ClientDisconnected if the client leaves first."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(
+                f"request body is larger than the proxy's limit of {limit} bytes"
+                " (raise it with PROXY_BODY_LIMIT)"
+            )
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+
+
+async def send_response(
+    send: Send,
+    status: int,
+    body: bytes,
+    *,
+    content_type: str,
+    headers: Iterable[tuple[str, str]] = (),
+) -> None:
+    start: ResponseStart = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": _headers(
+            [("content-type", content_type), ("content-length", str(len(body))), *headers]
+        ),
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_json(
+    send: Send, status: int, obj: Any, *, headers: Iterable[tuple[str, str]] = ()
+) -> None:
+    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    await send_response(send, status, body, content_type="application/json", headers=headers)
+
+
+async def send_error(send: Send, error: ProxyError, *, headers: Iterable[tuple[str, str]] = ()) -> None:
+    """The Anthropic error envelope with the error's status (and its extra headers)."""
+    await send_json(send, error.status, error.to_body(), headers=[*headers, *error.headers.items()])

@@ -1,0 +1,261 @@
+"""Settings: one table of every setting, resolved flag > environment > config file > default.
+
+Hypercorn passes no flags to an app, so ``hypercorn proxy.app:app`` reads the environment
+and the config file; the console script adds its flags on top (``overrides``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+__all__ = ["Settings", "SETTINGS", "ConfigError", "load_settings", "ollama_url_from_host"]
+
+log = logging.getLogger("proxy.config")
+
+DEFAULT_CONFIG_FILE = "proxy.config.json"
+
+
+class ConfigError(Exception):
+    """A setting has a value of the wrong kind. The message names where it came from."""
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, str):
+        result = int(value.strip())
+    else:
+        raise ValueError("expected a whole number")
+    if result < 0:
+        raise ValueError("expected a whole number >= 0")
+    return result
+
+
+def _parse_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds")
+    if isinstance(value, (int, float)):
+        result = float(value)
+    elif isinstance(value, str):
+        result = float(value.strip())
+    else:
+        raise ValueError("expected a number of seconds")
+    if result < 0:
+        raise ValueError("expected a number >= 0")
+    return result
+
+
+def _parse_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _parse_optional_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    return _parse_str(value) or None
+
+
+def _parse_model_map(value: Any) -> dict[str, str]:
+    """A JSON object (or a dict), or a list of ``claude-name=ollama-model`` strings."""
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return {}
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = [part for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        result = {}
+        for item in value:
+            if not isinstance(item, str) or "=" not in item:
+                raise ValueError("expected claude-name=ollama-model")
+            key, _, target = item.partition("=")
+            if not key.strip() or not target.strip():
+                raise ValueError("expected claude-name=ollama-model")
+            result[key.strip()] = target.strip()
+        return result
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return dict(value)
+    raise ValueError("expected a JSON object of claude-name to ollama-model strings")
+
+
+def _parse_log_level(value: Any) -> str:
+    level = _parse_str(value).strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("expected one of debug, info, warning, error, critical")
+    return level
+
+
+def ollama_url_from_host(host: str) -> str:
+    """Turn an ``OLLAMA_HOST`` value into a base URL, the way Ollama's own client does.
+
+    ``OLLAMA_HOST`` may lack a scheme (``http`` is assumed) or a port (11434 without a
+    scheme, 80 for ``http://``, 443 for ``https://``). A bind-all address means loopback.
+    """
+    host = host.strip()
+    scheme, sep, hostport = host.partition("://")
+    if not sep:
+        scheme, hostport, default_port = "http", host, 11434
+    else:
+        default_port = 443 if scheme == "https" else 80
+    parts = urlsplit(f"{scheme}://{hostport}")
+    hostname = parts.hostname or "127.0.0.1"
+    if hostname in ("0.0.0.0", "::"):
+        hostname = "127.0.0.1"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    port = parts.port or default_port
+    path = parts.path.rstrip("/")
+    return f"{scheme}://{hostname}:{port}{path}"
+
+
+def _parse_url(value: Any) -> str:
+    url = _parse_str(value).strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL")
+    return url
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+    #: defaults to PROXY_<NAME>
+    env: str | None = None
+
+    @property
+    def env_var(self) -> str:
+        return self.env or f"PROXY_{self.name.upper()}"
+
+
+#: Every setting of the proxy. The config file uses ``name`` as its key.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", _parse_str, "address to listen on"),
+    Setting("port", 3000, _parse_int, "port to listen on"),
+    Setting("ollama_url", "http://127.0.0.1:11434", _parse_url, "Ollama base URL"),
+    Setting("default_model", "qwen3:8b", _parse_str, "Ollama model for claude-* names"),
+    Setting("model_map", {}, _parse_model_map, "claude-name=ollama-model mapping"),
+    Setting("log_level", "INFO", _parse_log_level, "log level"),
+    Setting("api_key", None, _parse_optional_str, "key clients must present"),
+    Setting("body_limit", 32 * 1024 * 1024, _parse_int, "largest request body in bytes"),
+    Setting("connect_timeout", 5.0, _parse_float, "seconds to connect to Ollama"),
+    Setting(
+        "first_content_timeout", 900.0, _parse_float, "seconds to wait for the first token"
+    ),
+    Setting("idle_timeout", 300.0, _parse_float, "seconds allowed between two chunks"),
+    Setting("commit_grace", 1.0, _parse_float, "seconds before the stream is committed"),
+    Setting("ping_interval", 10.0, _parse_float, "seconds between keepalive pings"),
+    Setting("busy_retries", 3, _parse_int, "tries when Ollama answers 503"),
+    Setting("busy_retry_window", 10.0, _parse_float, "seconds all busy retries may take"),
+    Setting("graceful_timeout", 30.0, _parse_float, "seconds in-flight streams get on shutdown"),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+def _field(setting: Setting) -> Any:
+    if isinstance(setting.default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(setting.default))
+    return dataclasses.field(default=setting.default)
+
+
+Settings = dataclasses.make_dataclass(
+    "Settings",
+    [(s.name, Any, _field(s)) for s in SETTINGS]
+    + [("sources", dict, dataclasses.field(default_factory=dict))],
+    frozen=True,
+    namespace={"__doc__": "Resolved settings; ``sources`` says where each value came from."},
+)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object of settings")
+    unknown = sorted(set(data) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    return data
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_path: str | os.PathLike | None = None,
+) -> Any:
+    """Resolve every setting: ``overrides`` (flags) > environment > config file > default.
+
+    The config file is ``config_path``, else ``$PROXY_CONFIG``, else ``./proxy.config.json``
+    when it exists. Raises :class:`ConfigError` naming the source, the key and what was
+    expected.
+    """
+    environ = os.environ if environ is None else environ
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    file_data: dict[str, Any] = {}
+    path_value = config_path or environ.get("PROXY_CONFIG")
+    if path_value:
+        file_path = Path(path_value)
+        file_data = _read_config_file(file_path)
+    elif Path(DEFAULT_CONFIG_FILE).is_file():
+        file_path = Path(DEFAULT_CONFIG_FILE)
+        file_data = _read_config_file(file_path)
+    else:
+        file_path = None
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        candidates = []
+        if setting.name in overrides:
+            candidates.append(("flag", f"--{setting.name.replace('_', '-')}", overrides[setting.name]))
+        if setting.env_var in environ:
+            candidates.append(("env", setting.env_var, environ[setting.env_var]))
+        if setting.name == "ollama_url" and "OLLAMA_HOST" in environ and environ["OLLAMA_HOST"].strip():
+            candidates.append(("env", "OLLAMA_HOST", ollama_url_from_host(environ["OLLAMA_HOST"])))
+        if setting.name in file_data:
+            candidates.append(("file", f"{file_path}: key {setting.name!r}", file_data[setting.name]))
+        if candidates:
+            kind, where, raw = candidates[0]
+            try:
+                values[setting.name] = setting.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: invalid value {raw!r}: {exc}") from exc
+            sources[setting.name] = kind
+        else:
+            values[setting.name] = copy.deepcopy(setting.default)
+            sources[setting.name] = "default"
+    return Settings(**values, sources=sources)

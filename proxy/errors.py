@@ -1,0 +1,131 @@
+"""The proxy's one exception tree, and the one place upstream failures are mapped.
+
+Every error a client can see is a :class:`ProxyError`. Each subclass fixes the HTTP
+status and the Anthropic error type, so the boundary (the ASGI app) renders any of
+them the same way: a JSON body before the stream started, an ``event: error`` frame
+after it::
+
+    ProxyError                      (500 api_error)
+    ├── RequestError                (400 invalid_request_error)
+    │   ├── PromptTooLong           (400 invalid_request_error, "prompt is too long: …")
+    │   ├── RequestTooLarge         (413 request_too_large)
+    │   └── MethodNotAllowed        (405 invalid_request_error)
+    ├── AuthenticationError         (401 authentication_error)
+    ├── NotFound                    (404 not_found_error)
+    └── UpstreamError               (500 api_error)        Ollama failed us
+        ├── UpstreamUnreachable     (502 api_error)        connect refused / DNS / connect timeout
+        ├── UpstreamModelNotFound   (404 not_found_error)  Ollama 404
+        ├── UpstreamBadRequest      (400 invalid_request_error)  Ollama 400
+        ├── UpstreamBusy            (529 overloaded_error) Ollama 503
+        ├── UpstreamTimeout         (504 api_error)        first-content or idle timeout
+        └── UpstreamProtocolError   (502 api_error)        reset, truncation, garbage, error line
+
+Ollama's statuses and transport failures are mapped to these in one place:
+:mod:`proxy.upstream`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ProxyError",
+    "RequestError",
+    "PromptTooLong",
+    "RequestTooLarge",
+    "MethodNotAllowed",
+    "AuthenticationError",
+    "NotFound",
+    "UpstreamError",
+    "UpstreamUnreachable",
+    "UpstreamModelNotFound",
+    "UpstreamBadRequest",
+    "UpstreamBusy",
+    "UpstreamTimeout",
+    "UpstreamProtocolError",
+    "error_body",
+]
+
+
+class ProxyError(Exception):
+    """Base of every client-visible error. ``status`` and ``error_type`` are class-level."""
+
+    status: int = 500
+    error_type: str = "api_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: extra response headers (e.g. ``retry-after``) used when answering before the stream.
+        self.headers = dict(headers or {})
+
+    def to_body(self) -> dict:
+        return error_body(self.error_type, self.message)
+
+
+class RequestError(ProxyError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class PromptTooLong(RequestError):
+    """Claude Code compacts its conversation when it sees exactly this message shape."""
+
+    def __init__(self, tokens: int, maximum: int) -> None:
+        super().__init__(f"prompt is too long: {tokens} tokens > {maximum} maximum")
+        self.tokens = tokens
+        self.maximum = maximum
+
+
+class RequestTooLarge(RequestError):
+    status = 413
+    error_type = "request_too_large"
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+
+
+class AuthenticationError(ProxyError):
+    status = 401
+    error_type = "authentication_error"
+
+
+class NotFound(ProxyError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class UpstreamError(ProxyError):
+    status = 500
+    error_type = "api_error"
+
+
+class UpstreamUnreachable(UpstreamError):
+    status = 502
+
+
+class UpstreamModelNotFound(UpstreamError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class UpstreamBadRequest(UpstreamError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class UpstreamBusy(UpstreamError):
+    status = 529
+    error_type = "overloaded_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+
+
+class UpstreamProtocolError(UpstreamError):
+    status = 502
+
+
+def error_body(error_type: str, message: str) -> dict:
+    """The Anthropic error envelope."""
+    return {"type": "error", "error": {"type": error_type, "message": message}}

@@ -1,0 +1,426 @@
+"""Anthropic Messages request → Ollama ``/api/chat`` request. Sans-I/O.
+
+:func:`validate_request` checks the fields the proxy relies on and raises
+:class:`~proxy.errors.RequestError` naming the field. :func:`translate_request` builds the
+Ollama body. Unknown fields are ignored; unknown content blocks are dropped with a log line.
+
+Why the shapes are what they are (see WIRE.md):
+
+* Ollama's ``content`` must be a string, ``arguments`` must be an object.
+* Claude Code's first system block is a billing header that changes every request: it
+  would defeat Ollama's prefix cache, so it is dropped.
+* Claude Code puts ``role: "system"`` messages mid-conversation; most chat templates reject
+  a system message that is not first, so they become ``<system-reminder>`` user text,
+  merged with the neighbouring user turn.
+* Tool results become ``role: "tool"`` messages placed before the rest of their user turn,
+  so each result directly follows the assistant turn that called it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from typing import Any
+
+from ..errors import RequestError
+
+__all__ = ["validate_request", "translate_request", "TranslatedRequest", "BILLING_HEADER_PREFIX"]
+
+log = logging.getLogger("proxy.translate")
+
+BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
+_ROLES = ("user", "assistant", "system")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TranslatedRequest:
+    """What the relay needs: the Ollama body and facts about the client request."""
+
+    ollama: dict[str, Any]
+    client_model: str
+    stream: bool
+    #: name → input_schema of every tool offered to the model (for tool-call repair)
+    tools: dict[str, dict[str, Any]]
+
+
+def _fail(path: str, problem: str) -> RequestError:
+    return RequestError(f"{path}: {problem}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_request(body: Any) -> dict[str, Any]:
+    """Check a parsed Messages request; return it. Raises RequestError naming the field."""
+    if not isinstance(body, dict):
+        raise RequestError("request body must be a JSON object")
+    model = body.get("model")
+    if "model" not in body:
+        raise _fail("model", "field required")
+    if not isinstance(model, str) or not model.strip():
+        raise _fail("model", "must be a non-empty string")
+    if "max_tokens" not in body:
+        raise _fail("max_tokens", "field required")
+    if not _is_int(body["max_tokens"]) or body["max_tokens"] < 1:
+        raise _fail("max_tokens", "must be an integer >= 1")
+    if "messages" not in body:
+        raise _fail("messages", "field required")
+    messages = body["messages"]
+    if not isinstance(messages, list):
+        raise _fail("messages", "must be an array")
+    if not messages:
+        raise _fail("messages", "at least one message is required")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _fail(f"messages.{i}", "must be an object")
+        if message.get("role") not in _ROLES:
+            raise _fail(f"messages.{i}.role", "must be one of 'user', 'assistant', 'system'")
+        content = message.get("content")
+        if not isinstance(content, (str, list)):
+            raise _fail(f"messages.{i}.content", "must be a string or an array of content blocks")
+        if isinstance(content, list):
+            for j, block in enumerate(content):
+                if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                    raise _fail(f"messages.{i}.content.{j}", "must be an object with a 'type'")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise _fail("stream", "must be a boolean")
+    system = body.get("system")
+    if system is not None and not isinstance(system, (str, list)):
+        raise _fail("system", "must be a string or an array of text blocks")
+    if isinstance(system, list):
+        for j, block in enumerate(system):
+            if not isinstance(block, dict) or not isinstance(block.get("text"), str):
+                raise _fail(f"system.{j}", "must be a text block with a string 'text'")
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _fail("tools", "must be an array")
+        for j, tool in enumerate(tools):
+            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+                raise _fail(f"tools.{j}", "must be an object with a string 'name'")
+            schema = tool.get("input_schema")
+            if tool.get("type") in (None, "custom") and schema is not None and not isinstance(schema, dict):
+                raise _fail(f"tools.{j}.input_schema", "must be an object")
+    for key in ("temperature", "top_p"):
+        if key in body and body[key] is not None and (
+            isinstance(body[key], bool) or not isinstance(body[key], (int, float))
+        ):
+            raise _fail(key, "must be a number")
+    if "top_k" in body and body["top_k"] is not None and not _is_int(body["top_k"]):
+        raise _fail("top_k", "must be an integer")
+    stops = body.get("stop_sequences")
+    if stops is not None and (
+        not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)
+    ):
+        raise _fail("stop_sequences", "must be an array of strings")
+    return body
+
+
+# --- content blocks --------------------------------------------------------------------
+
+
+def _text_of(block: dict[str, Any], path: str) -> str:
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise _fail(f"{path}.text", "must be a string")
+    return text
+
+
+def _image_data(block: dict[str, Any], path: str) -> str:
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise _fail(f"{path}.source", "must be an object")
+    if source.get("type") == "base64" and isinstance(source.get("data"), str):
+        return source["data"]
+    if source.get("type") == "url":
+        raise _fail(
+            f"{path}.source",
+            "image URLs are not supported by the local model; send the image as base64 data",
+        )
+    raise _fail(f"{path}.source", "expected a base64 image source with string 'data'")
+
+
+def _document_text(block: dict[str, Any], path: str) -> str:
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise _fail(f"{path}.source", "must be an object")
+    title = block.get("title")
+    header = f"<document title={json.dumps(title)}>\n" if isinstance(title, str) else "<document>\n"
+    kind = source.get("type")
+    if kind == "text" and isinstance(source.get("data"), str):
+        body = source["data"]
+    elif kind == "content" and isinstance(source.get("content"), (str, list)):
+        inner = source["content"]
+        if isinstance(inner, str):
+            body = inner
+        else:
+            body = "\n\n".join(
+                _text_of(b, f"{path}.source.content.{k}")
+                for k, b in enumerate(inner)
+                if isinstance(b, dict) and b.get("type") == "text"
+            )
+    else:
+        raise _fail(
+            f"{path}.source",
+            f"documents of source type {kind!r} are not supported by the local model;"
+            " only text documents are",
+        )
+    return f"{header}{body}\n</document>"
+
+
+def _tool_result(
+    block: dict[str, Any], path: str, tool_names: dict[str, str]
+) -> dict[str, Any]:
+    tool_use_id = block.get("tool_use_id")
+    if not isinstance(tool_use_id, str):
+        raise _fail(f"{path}.tool_use_id", "must be a string")
+    content = block.get("content", "")
+    texts: list[str] = []
+    images: list[str] = []
+    if isinstance(content, str):
+        texts.append(content)
+    elif isinstance(content, list):
+        for k, inner in enumerate(content):
+            inner_path = f"{path}.content.{k}"
+            kind = inner.get("type") if isinstance(inner, dict) else None
+            if kind == "text":
+                texts.append(_text_of(inner, inner_path))
+            elif kind == "image":
+                images.append(_image_data(inner, inner_path))
+            elif kind == "document":
+                texts.append(_document_text(inner, inner_path))
+            else:
+                log.info("dropped a %r block inside a tool_result at %s", kind, inner_path)
+    elif content is not None:
+        raise _fail(f"{path}.content", "must be a string or an array of content blocks")
+    text = "\n\n".join(texts)
+    if block.get("is_error"):
+        text = f"Error: {text}" if text else "Error: the tool failed"
+    message: dict[str, Any] = {"role": "tool", "content": text}
+    if images:
+        message["images"] = images
+    name = tool_names.get(tool_use_id)
+    if name is not None:
+        message["tool_name"] = name
+    else:
+        log.info("tool_result %s at %s answers no earlier tool_use", tool_use_id, path)
+    message["tool_call_id"] = tool_use_id
+    return message
+
+
+def _user_turn(
+    content: str | list[dict[str, Any]], path: str, tool_names: dict[str, str]
+) -> list[dict[str, Any]]:
+    """One Anthropic user turn → tool messages first, then one user message (if any)."""
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    tool_messages: list[dict[str, Any]] = []
+    texts: list[str] = []
+    images: list[str] = []
+    for j, block in enumerate(content):
+        block_path = f"{path}.content.{j}"
+        kind = block["type"]
+        if kind == "text":
+            texts.append(_text_of(block, block_path))
+        elif kind == "image":
+            images.append(_image_data(block, block_path))
+        elif kind == "document":
+            texts.append(_document_text(block, block_path))
+        elif kind == "tool_result":
+            tool_messages.append(_tool_result(block, block_path, tool_names))
+        else:
+            log.info("dropped a %r block at %s: the local model cannot use it", kind, block_path)
+    result = tool_messages
+    if texts or images or not tool_messages:
+        user: dict[str, Any] = {"role": "user", "content": "\n\n".join(texts)}
+        if images:
+            user["images"] = images
+        result.append(user)
+    return result
+
+
+def _assistant_turn(
+    content: str | list[dict[str, Any]], path: str, tool_names: dict[str, str]
+) -> dict[str, Any]:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for j, block in enumerate(content):
+        block_path = f"{path}.content.{j}"
+        kind = block["type"]
+        if kind == "text":
+            texts.append(_text_of(block, block_path))
+        elif kind == "thinking":
+            if isinstance(block.get("thinking"), str):
+                thinking.append(block["thinking"])
+        elif kind == "redacted_thinking":
+            pass  # opaque to any model but Claude's
+        elif kind == "tool_use":
+            name, tool_id, arguments = block.get("name"), block.get("id"), block.get("input", {})
+            if not isinstance(name, str) or not isinstance(tool_id, str):
+                raise _fail(block_path, "tool_use needs a string 'id' and 'name'")
+            if not isinstance(arguments, dict):
+                raise _fail(f"{block_path}.input", "must be an object")
+            tool_names[tool_id] = name
+            calls.append({"id": tool_id, "function": {"name": name, "arguments": arguments}})
+        else:
+            log.info("dropped a %r block at %s: the local model cannot use it", kind, block_path)
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
+    if thinking:
+        message["thinking"] = "\n\n".join(thinking)
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _system_text(block_or_text: str | list[dict[str, Any]]) -> str:
+    if isinstance(block_or_text, str):
+        return block_or_text
+    return "\n\n".join(
+        b["text"] for b in block_or_text if not b["text"].startswith(BILLING_HEADER_PREFIX)
+    )
+
+
+def _inline_system(content: str | list[dict[str, Any]], path: str) -> dict[str, Any]:
+    if isinstance(content, list):
+        text = "\n\n".join(
+            _text_of(b, f"{path}.content.{j}")
+            for j, b in enumerate(content)
+            if b["type"] == "text"
+        )
+    else:
+        text = content
+    return {"role": "user", "content": f"<system-reminder>\n{text}\n</system-reminder>"}
+
+
+def _merge_same_role(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge consecutive user or assistant messages: chat templates expect alternation."""
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        previous = merged[-1] if merged else None
+        role = message["role"]
+        if previous is None or previous["role"] != role or role not in ("user", "assistant"):
+            merged.append(dict(message))
+            continue
+        joiner = "\n\n" if role == "user" else ""
+        if message["content"]:
+            previous["content"] = (
+                f"{previous['content']}{joiner}{message['content']}"
+                if previous["content"]
+                else message["content"]
+            )
+        if message.get("images"):
+            previous["images"] = previous.get("images", []) + message["images"]
+        if message.get("thinking"):
+            previous["thinking"] = "\n\n".join(
+                t for t in (previous.get("thinking"), message["thinking"]) if t
+            )
+        if message.get("tool_calls"):
+            previous["tool_calls"] = previous.get("tool_calls", []) + message["tool_calls"]
+    return merged
+
+
+def translate_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Ollama ``messages`` array for a validated request."""
+    out: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system:
+        text = _system_text(system)
+        if text:
+            out.append({"role": "system", "content": text})
+    tool_names: dict[str, str] = {}
+    for i, message in enumerate(body["messages"]):
+        path = f"messages.{i}"
+        role, content = message["role"], message["content"]
+        if role == "user":
+            out.extend(_user_turn(content, path, tool_names))
+        elif role == "assistant":
+            out.append(_assistant_turn(content, path, tool_names))
+        else:
+            out.append(_inline_system(content, path))
+    return _merge_same_role(out)
+
+
+def translate_tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, dict]]:
+    """Client tools → Ollama function tools; server tools are left out with a log line."""
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "none":
+        return [], {}
+    functions: list[dict[str, Any]] = []
+    schemas: dict[str, dict] = {}
+    for tool in tools:
+        if tool.get("type") not in (None, "custom"):
+            log.info("left out server tool %r (type %r): Ollama cannot run it", tool["name"], tool["type"])
+            continue
+        schema = tool.get("input_schema") or {"type": "object", "properties": {}}
+        description = tool.get("description")
+        functions.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": tool["name"],
+                    "description": description if isinstance(description, str) else "",
+                    "parameters": schema,
+                },
+            }
+        )
+        schemas[tool["name"]] = schema
+    return functions, schemas
+
+
+def translate_options(body: dict[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {"num_predict": body["max_tokens"]}
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k")):
+        if body.get(ours) is not None:
+            options[theirs] = body[ours]
+    if body.get("stop_sequences"):
+        options["stop"] = list(body["stop_sequences"])
+    return options
+
+
+def translate_think(body: dict[str, Any]) -> bool | None:
+    """``think`` for Ollama: on for enabled/adaptive, off for disabled, unset when absent."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict):
+        return None
+    kind = thinking.get("type")
+    if kind in ("enabled", "adaptive"):
+        return True
+    if kind == "disabled":
+        return False
+    return None
+
+
+def translate_request(body: dict[str, Any], *, ollama_model: str) -> TranslatedRequest:
+    """Build the Ollama ``/api/chat`` body for a request that passed :func:`validate_request`.
+
+    Raises RequestError for content the local model cannot take (image URLs, PDFs).
+    """
+    functions, schemas = translate_tools(body)
+    ollama: dict[str, Any] = {
+        "model": ollama_model,
+        "messages": translate_messages(body),
+        "stream": True,
+        "options": translate_options(body),
+    }
+    if functions:
+        ollama["tools"] = functions
+    think = translate_think(body)
+    if think is not None:
+        ollama["think"] = think
+    output_config = body.get("output_config")
+    if isinstance(output_config, dict) and isinstance(output_config.get("format"), dict):
+        fmt = output_config["format"]
+        if fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
+            ollama["format"] = fmt["schema"]
+    return TranslatedRequest(
+        ollama=ollama,
+        client_model=body["model"],
+        stream=bool(body.get("stream", False)),
+        tools=schemas,
+    )

@@ -1,0 +1,304 @@
+"""One ``POST /v1/messages``, from the translated request to the last byte sent.
+
+Lifecycle (docs/STREAMING.md tells it in full)::
+
+    handler ── opens one nursery for the request ──────────────────────────────┐
+      ├─ watch_disconnect   the only caller of receive(); on http.disconnect it │
+      │                     cancels the nursery → the Ollama stream is closed   │
+      ├─ keep_alive         (streaming) commits after the grace period, then    │
+      │                     sends a ping whenever nothing was written for a     │
+      │                     ping interval                                       │
+      └─ relay_upstream     async with client.stream(...) → translator → sink   │
+                                                                               ─┘
+The *sink* is where events go: :class:`SSESink` writes them as they come (committing the
+200 and ``message_start`` at most once), :class:`JSONSink` folds them into one Message.
+Before the commit an error is an HTTP status; after it, an ``event: error`` frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+import trio
+
+from .asgi import Receive, Send, send_error, send_json
+from .errors import ProxyError, UpstreamTimeout
+from .protocol.translate import TranslatedRequest
+from .stream.events import Event, Ping, encode_sse
+from .stream.message import MessageBuilder
+from .stream.translator import ResponseTranslator
+from .upstream import CHAT_PATH, status_error, transport_error
+
+__all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
+
+log = logging.getLogger("proxy.relay")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RelaySettings:
+    first_content_timeout: float = 900.0
+    idle_timeout: float = 300.0
+    commit_grace: float = 1.0
+    ping_interval: float = 10.0
+    busy_retries: int = 3
+    busy_retry_window: float = 10.0
+
+
+class SSESink:
+    """Writes one SSE response. All writes are serialized; the head goes out once."""
+
+    def __init__(self, send: Send, *, request_id: str, first_events: list[Event]) -> None:
+        self._send = send
+        self._request_id = request_id
+        self._first = first_events
+        self._lock = trio.Lock()
+        self.committed = False
+        self.closed = False
+        self.last_write = trio.current_time()
+
+    async def _commit_locked(self) -> None:
+        if self.committed:
+            return
+        self.committed = True
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                    (b"request-id", self._request_id.encode()),
+                ],
+            }
+        )
+        await self._write_locked(self._first)
+
+    async def _write_locked(self, events: list[Event]) -> None:
+        if events and not self.closed:
+            body = b"".join(encode_sse(e) for e in events)
+            await self._send({"type": "http.response.body", "body": body, "more_body": True})
+            self.last_write = trio.current_time()
+
+    async def commit(self) -> None:
+        """Send the 200 head and ``message_start`` (once)."""
+        async with self._lock:
+            if not self.closed:
+                await self._commit_locked()
+
+    async def emit(self, events: list[Event]) -> None:
+        if not events:
+            return
+        async with self._lock:
+            await self._commit_locked()
+            await self._write_locked(events)
+
+    async def ping(self) -> None:
+        async with self._lock:
+            if self.committed:
+                await self._write_locked([Ping()])
+
+    async def complete(self) -> None:
+        async with self._lock:
+            await self._commit_locked()
+            await self._end_locked()
+
+    async def fail(self, error: ProxyError, translator: ResponseTranslator) -> None:
+        """Before the commit: the error's HTTP status. After: an ``error`` event."""
+        async with self._lock:
+            if self.closed:
+                return
+            if not self.committed:
+                self.committed = self.closed = True
+                await send_error(self._send, error, headers=[("request-id", self._request_id)])
+                return
+            await self._write_locked(translator.fail(error))
+            await self._end_locked()
+
+    async def _end_locked(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class JSONSink:
+    """Folds the events into one Message, sent when the stream completes."""
+
+    def __init__(self, send: Send, *, request_id: str, first_events: list[Event]) -> None:
+        self._send = send
+        self._request_id = request_id
+        self._builder = MessageBuilder()
+        self._builder.add(first_events)
+        self.committed = False
+
+    async def commit(self) -> None:
+        pass  # nothing can be sent before the whole message is known
+
+    async def emit(self, events: list[Event]) -> None:
+        self._builder.add(events)
+
+    async def complete(self) -> None:
+        self.committed = True
+        await send_json(
+            self._send, 200, self._builder.message(), headers=[("request-id", self._request_id)]
+        )
+
+    async def fail(self, error: ProxyError, translator: ResponseTranslator) -> None:
+        if not self.committed:
+            self.committed = True
+            await send_error(self._send, error, headers=[("request-id", self._request_id)])
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return when the client has gone. The request body must already have been read.
+
+    Hypercorn never makes ``send()`` raise for a gone client: ``receive()`` returning
+    ``http.disconnect`` is the only signal, so this task is its only caller.
+    """
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def keep_alive(sink: SSESink, settings: RelaySettings) -> None:
+    """Commit after the grace period, then ping whenever nothing went out for an interval."""
+    await trio.sleep(settings.commit_grace)
+    await sink.commit()
+    if settings.ping_interval <= 0:
+        return
+    while not sink.closed:
+        due = sink.last_write + settings.ping_interval
+        await trio.sleep_until(due)
+        if trio.current_time() >= sink.last_write + settings.ping_interval:
+            await sink.ping()
+
+
+def _phase(translator: ResponseTranslator, answered: bool) -> str:
+    if not answered:
+        return "queued"  # no status from Ollama yet: queued, loading or prefilling
+    if not translator.produced_output:
+        return "prefill"
+    if not translator.done:
+        return "streaming"
+    return "finishing"
+
+
+async def relay_upstream(
+    client: httpx.AsyncClient,
+    settings: RelaySettings,
+    request: TranslatedRequest,
+    translator: ResponseTranslator,
+    sink: SSESink | JSONSink,
+    progress: dict[str, Any],
+) -> None:
+    """Stream Ollama's answer into ``sink``. Raises ProxyError for every failure.
+
+    ``progress["answered"]`` is set once Ollama sent its status (for the cancel log line).
+    """
+    url = str(client.base_url)
+    start = trio.current_time()
+    retry_until = start + settings.busy_retry_window
+    attempt = 0
+    with trio.CancelScope(deadline=start + settings.first_content_timeout) as timer:
+        while True:
+            attempt += 1
+            try:
+                async with client.stream("POST", CHAT_PATH, json=request.ollama) as response:
+                    progress["answered"] = True
+                    if response.status_code != 200:
+                        error = status_error(
+                            response.status_code, await response.aread(), model=request.ollama["model"]
+                        )
+                        backoff = 0.25 * 2 ** (attempt - 1)
+                        busy = response.status_code == 503
+                        if busy and attempt < settings.busy_retries and trio.current_time() + backoff < retry_until:
+                            log.info("Ollama is busy (attempt %d); retrying in %.2f s", attempt, backoff)
+                        else:
+                            raise error
+                    else:
+                        await sink.commit()
+                        async with aclosing(response.aiter_bytes()) as chunks:
+                            async for data in chunks:
+                                events = translator.feed(data)
+                                if translator.produced_output:
+                                    timer.deadline = trio.current_time() + settings.idle_timeout
+                                await sink.emit(events)
+                        await sink.emit(translator.end())
+                        return
+            except httpx.HTTPError as exc:
+                raise transport_error(exc, url=url, streaming=progress["answered"]) from exc
+            await trio.sleep(backoff)
+    if timer.cancelled_caught:
+        if translator.produced_output:
+            raise UpstreamTimeout(
+                f"Ollama sent nothing for {settings.idle_timeout:g} s in the middle of its answer;"
+                " the connection was closed"
+            )
+        raise UpstreamTimeout(
+            f"Ollama produced no output within {settings.first_content_timeout:g} s (model"
+            " loading or prompt prefill took too long); the connection was closed"
+        )
+
+
+async def serve_messages(
+    receive: Receive,
+    send: Send,
+    *,
+    client: httpx.AsyncClient,
+    settings: RelaySettings,
+    request: TranslatedRequest,
+    translator: ResponseTranslator,
+    request_id: str,
+) -> dict[str, Any]:
+    """Answer one translated request; return facts for the request log line."""
+    first = translator.start()
+    sink: SSESink | JSONSink
+    if request.stream:
+        sink = SSESink(send, request_id=request_id, first_events=first)
+    else:
+        sink = JSONSink(send, request_id=request_id, first_events=first)
+    progress: dict[str, Any] = {"answered": False, "responded": False, "cancelled": False, "error": None}
+
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            await wait_for_disconnect(receive)
+            if not progress["responded"]:  # a client leaving after the answer cancels nothing
+                progress["cancelled"] = True
+                progress["phase"] = _phase(translator, progress["answered"])
+                nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        if isinstance(sink, SSESink):
+            nursery.start_soon(keep_alive, sink, settings)
+        try:
+            await relay_upstream(client, settings, request, translator, sink, progress)
+            progress["responded"] = True
+            await sink.complete()
+        except ProxyError as exc:
+            progress["error"] = exc
+            progress["responded"] = True
+            log.warning("request %s failed: %s %s", request_id, exc.error_type, exc.message)
+            await sink.fail(exc, translator)
+        except Exception as exc:  # a bug of ours: still answer in Anthropic's shape
+            log.exception("request %s: internal error", request_id)
+            error = ProxyError(f"internal error in the proxy: {type(exc).__name__}: {exc}")
+            progress["error"] = error
+            progress["responded"] = True
+            await sink.fail(error, translator)
+        nursery.cancel_scope.cancel()
+
+    if progress["cancelled"]:
+        log.info(
+            "request %s cancelled by the client during %s after ~%d output tokens;"
+            " the Ollama connection was closed",
+            request_id,
+            progress["phase"],
+            translator.approx_output_tokens,
+        )
+    return progress

@@ -1,0 +1,56 @@
+"""Run the app in Hypercorn's trio worker, as the CLI and the tests do."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from .app import ProxyApp
+
+__all__ = ["serve", "hypercorn_config", "wait_for_signal"]
+
+log = logging.getLogger("proxy.server")
+
+
+def hypercorn_config(settings: Any) -> Config:
+    config = Config()
+    host = settings.host
+    config.bind = [f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"]
+    # On shutdown Hypercorn stops accepting, gives in-flight streams this long, then
+    # cancels them (which closes their Ollama connections).
+    config.graceful_timeout = settings.graceful_timeout
+    config.keep_alive_timeout = 75  # Claude Code reuses its connections
+    config.h11_max_incomplete_size = 64 * 1024
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def wait_for_signal() -> None:
+    """Return on SIGTERM or SIGINT: Hypercorn's trigger for a graceful shutdown."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s: shutting down gracefully", signal.Signals(signum).name)
+            return
+
+
+async def serve(
+    settings: Any,
+    *,
+    shutdown_trigger: Any = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the proxy until ``shutdown_trigger`` returns (default: never).
+
+    ``task_status.started`` gets the bound URLs (``http://127.0.0.1:PORT``), so
+    ``await nursery.start(serve, settings)`` works with port 0.
+    """
+    app = ProxyApp(settings)
+    await hypercorn_serve(
+        app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger, task_status=task_status
+    )

@@ -1,0 +1,59 @@
+"""Incremental NDJSON decoder for Ollama's streaming body. Sans-I/O.
+
+Bytes go in as they arrive, in pieces split anywhere (inside a line, inside a multi-byte
+UTF-8 character); complete lines come out parsed. Lines are split on ``\\n`` as bytes and
+only a whole line is decoded, so a character split across two reads is never mangled.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import UpstreamProtocolError
+
+__all__ = ["NDJSONDecoder"]
+
+
+class NDJSONDecoder:
+    """``feed(data)`` → list of parsed JSON values; ``close()`` checks nothing is left over.
+
+    Raises :class:`UpstreamProtocolError` for a line that is not UTF-8 JSON, for a line
+    longer than ``max_line`` bytes, and (from ``close``) for a truncated last line.
+    """
+
+    def __init__(self, *, max_line: int = 64 * 1024 * 1024) -> None:
+        self._buffer = bytearray()
+        self._max_line = max_line
+
+    def feed(self, data: bytes) -> list[Any]:
+        if not data:
+            return []
+        self._buffer += data
+        if b"\n" not in data:
+            if len(self._buffer) > self._max_line:
+                raise UpstreamProtocolError(
+                    f"Ollama sent a line longer than {self._max_line} bytes"
+                )
+            return []
+        *lines, rest = self._buffer.split(b"\n")
+        self._buffer = bytearray(rest)
+        return [self._parse(line) for line in lines if line.strip()]
+
+    def close(self) -> None:
+        """End of body: a non-blank remainder means the last line was cut off."""
+        if self._buffer.strip():
+            preview = bytes(self._buffer[:80])
+            self._buffer.clear()
+            raise UpstreamProtocolError(
+                f"Ollama's stream ended in the middle of a line: {preview!r}"
+            )
+
+    @staticmethod
+    def _parse(line: bytes) -> Any:
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise UpstreamProtocolError(
+                f"Ollama sent a line that is not JSON: {bytes(line[:80])!r}"
+            ) from None

@@ -1,0 +1,137 @@
+"""Ollama's NDJSON stream → Anthropic events, for one response. Sans-I/O.
+
+Bytes from Ollama go in (:meth:`ResponseTranslator.feed`), events come out. The
+translator owns the NDJSON decoder and the content-block machine; the relay owns the I/O.
+Streaming and non-streaming answers both come from here (the non-streaming one folds the
+events with :class:`~proxy.stream.message.MessageBuilder`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any, Callable
+
+from ..errors import ProxyError, UpstreamError, UpstreamProtocolError
+from ..protocol.tool_repair import coerce_arguments
+from .chunks import OllamaChunk, parse_chunk
+from .events import Event
+from .machine import ContentBlockMachine, State
+from .ndjson import NDJSONDecoder
+
+__all__ = ["ResponseTranslator", "new_tool_id", "new_message_id"]
+
+log = logging.getLogger("proxy.stream")
+
+
+def new_tool_id() -> str:
+    """A session-unique tool id: Claude Code drops a tool_use whose id it has seen before."""
+    return f"toolu_{secrets.token_hex(12)}"
+
+
+def new_message_id() -> str:
+    return f"msg_{secrets.token_hex(12)}"
+
+
+class ResponseTranslator:
+    """One response: ``start()``, then ``feed(bytes)`` as they arrive, then ``end()``.
+
+    Each returns the events to send. ``feed`` and ``end`` raise
+    :class:`~proxy.errors.UpstreamError` when Ollama's stream is faulty (bad line, error
+    line, no final chunk); the caller then calls :meth:`fail` for the ``error`` event.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_model: str,
+        input_tokens: int,
+        tools: dict[str, dict[str, Any]] | None = None,
+        tool_id_factory: Callable[[], str] = new_tool_id,
+        message_id: str | None = None,
+    ) -> None:
+        self.client_model = client_model
+        self.estimated_input_tokens = input_tokens
+        self.tools = tools or {}
+        self._new_tool_id = tool_id_factory
+        self.message_id = message_id or new_message_id()
+        self.machine = ContentBlockMachine()
+        self.decoder = NDJSONDecoder()
+        #: True once Ollama produced thinking, text or a tool call
+        self.produced_output = False
+        #: True once the final ``done`` chunk was seen
+        self.done = False
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.done_reason = ""
+        #: characters of thinking, text and tool input produced so far
+        self.output_chars = 0
+
+    @property
+    def approx_output_tokens(self) -> int:
+        """Output tokens so far: Ollama's count once known, else an estimate."""
+        return self.output_tokens or round(self.output_chars / 4)
+
+    @property
+    def finished(self) -> bool:
+        return self.machine.state in (State.FINISHED, State.FAILED)
+
+    def start(self) -> list[Event]:
+        return self.machine.start(
+            message_id=self.message_id,
+            model=self.client_model,
+            input_tokens=self.estimated_input_tokens,
+        )
+
+    def feed(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        for obj in self.decoder.feed(data):
+            events += self.feed_chunk(parse_chunk(obj))
+        return events
+
+    def feed_chunk(self, chunk: OllamaChunk) -> list[Event]:
+        if chunk.error is not None:
+            raise UpstreamError(f"Ollama failed mid-stream: {chunk.error}")
+        if self.done:
+            log.warning("ignored a chunk Ollama sent after its final chunk")
+            return []
+        events: list[Event] = []
+        machine = self.machine
+        if chunk.thinking:
+            events += machine.thinking(chunk.thinking)
+            self.output_chars += len(chunk.thinking)
+        if chunk.content:
+            events += machine.text(chunk.content)
+            self.output_chars += len(chunk.content)
+        for call in chunk.tool_calls:
+            arguments = coerce_arguments(call.name, call.arguments)
+            self.output_chars += len(call.name) + len(str(arguments))
+            events += machine.tool_use(tool_id=self._new_tool_id(), name=call.name, arguments=arguments)
+        if events:
+            self.produced_output = True
+        if chunk.done:
+            self.done = True
+            self.done_reason = chunk.done_reason
+            self.input_tokens = chunk.prompt_eval_count
+            self.output_tokens = chunk.eval_count
+            events += machine.finish(
+                input_tokens=chunk.prompt_eval_count,
+                output_tokens=chunk.eval_count,
+                truncated=chunk.done_reason == "length",
+            )
+        return events
+
+    def end(self) -> list[Event]:
+        """Ollama's body ended. Raises UpstreamProtocolError unless the final chunk came."""
+        self.decoder.close()
+        if not self.done:
+            raise UpstreamProtocolError("Ollama's stream ended before its final chunk")
+        return []
+
+    def fail(self, error: ProxyError) -> list[Event]:
+        """The ``error`` event for a stream that cannot complete (no-op once finished)."""
+        if self.finished:
+            return []
+        if self.machine.state is State.AWAITING_START:
+            self.start()  # state only: the error event is all the client gets
+        return self.machine.fail(error_type=error.error_type, message=error.message)
