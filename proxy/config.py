@@ -216,18 +216,21 @@ def load_settings(
     *,
     environ: Mapping[str, str] | None = None,
     config_path: str | os.PathLike | None = None,
+    read_config_file: bool = True,
 ) -> Any:
     """Resolve every setting: ``overrides`` (flags) > environment > config file > default.
 
     The config file is ``config_path``, else ``$PROXY_CONFIG``, else ``./proxy.config.json``
     when it exists. Raises :class:`ConfigError` naming the source, the key and what was
-    expected.
+    expected. ``read_config_file=False`` ignores every config file (tests use it).
     """
     environ = os.environ if environ is None else environ
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     file_data: dict[str, Any] = {}
     path_value = config_path or environ.get("PROXY_CONFIG")
-    if path_value:
+    if not read_config_file:
+        file_path = None
+    elif path_value:
         file_path = Path(path_value)
         file_data = _read_config_file(file_path)
     elif Path(DEFAULT_CONFIG_FILE).is_file():
