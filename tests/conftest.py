@@ -1,0 +1,64 @@
+"""Shared fixtures: a fake Ollama and the real proxy under Hypercorn, both on port 0."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import anthropic
+import pytest
+import trio
+
+from proxy.config import load_settings
+from proxy.server import serve
+from tests.fake_ollama import FakeOllama, Model
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "claude-code"
+
+MODELS = [
+    Model("qwen3:8b", capabilities=("completion", "tools", "thinking"), context_length=40960),
+    Model("gemma3:4b", capabilities=("completion", "vision"), context_length=131072),
+    Model("llama3.2:3b", capabilities=("completion", "tools"), context_length=131072),
+]
+
+
+@dataclasses.dataclass
+class RunningProxy:
+    url: str
+    settings: Any
+
+    def client(self, **kwargs: Any) -> anthropic.Anthropic:
+        """A synchronous SDK client (run it with ``trio.to_thread.run_sync``). No retries:
+        a test must see the first answer."""
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("timeout", 20)
+        return anthropic.Anthropic(base_url=self.url, api_key="test-key", **kwargs)
+
+
+@pytest.fixture
+async def fake_ollama(nursery: trio.Nursery) -> FakeOllama:
+    fake = FakeOllama(models=list(MODELS))
+    await nursery.start(fake.serve)
+    return fake
+
+
+@pytest.fixture
+def start_proxy(
+    nursery: trio.Nursery, fake_ollama: FakeOllama
+) -> Callable[..., Awaitable[RunningProxy]]:
+    """``await start_proxy(commit_grace=0.2, ...)``: the real server on 127.0.0.1:0."""
+
+    async def start(**overrides: Any) -> RunningProxy:
+        values = {"host": "127.0.0.1", "port": 0, "ollama_url": fake_ollama.url, "log_level": "DEBUG"}
+        values.update(overrides)
+        settings = load_settings(values, environ={}, read_config_file=False)
+        urls = await nursery.start(serve, settings)
+        return RunningProxy(url=urls[0], settings=settings)
+
+    return start
+
+
+@pytest.fixture
+async def proxy(start_proxy: Callable[..., Awaitable[RunningProxy]]) -> RunningProxy:
+    return await start_proxy()
