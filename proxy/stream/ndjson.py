@@ -31,14 +31,18 @@ class NDJSONDecoder:
             return []
         self._buffer += data
         if b"\n" not in data:
-            if len(self._buffer) > self._max_line:
-                raise UpstreamProtocolError(
-                    f"Ollama sent a line longer than {self._max_line} bytes"
-                )
+            self._check_length(self._buffer)
             return []
         *lines, rest = self._buffer.split(b"\n")
         self._buffer = bytearray(rest)
+        # A long line can end in the same read that brought most of it: check every line.
+        for line in (*lines, rest):
+            self._check_length(line)
         return [self._parse(line) for line in lines if line.strip()]
+
+    def _check_length(self, line: bytes | bytearray) -> None:
+        if len(line) > self._max_line:
+            raise UpstreamProtocolError(f"Ollama sent a line longer than {self._max_line} bytes")
 
     def close(self) -> None:
         """End of body: a non-blank remainder means the last line was cut off."""
