@@ -228,6 +228,9 @@ async def relay_upstream(
                                 if translator.produced_output:
                                     timer.deadline = trio.current_time() + settings.idle_timeout
                                 await sink.emit(events)
+                                if translator.done:
+                                    # The answer is complete: don't wait on Ollama's EOF.
+                                    return
                         await sink.emit(translator.end())
                         return
             except httpx.HTTPError as exc:
