@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import ipaddress
 import json
 import logging
 import os
@@ -15,11 +16,45 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-__all__ = ["Settings", "SETTINGS", "ConfigError", "load_settings", "ollama_url_from_host"]
+__all__ = [
+    "Settings",
+    "SETTINGS",
+    "Setting",
+    "ConfigError",
+    "load_settings",
+    "ollama_url_from_host",
+    "running_in_container",
+    "default_value",
+    "config_file_defaults",
+    "CONTAINER_OLLAMA_URL",
+    "is_loopback_host",
+]
 
 log = logging.getLogger("proxy.config")
 
 DEFAULT_CONFIG_FILE = "proxy.config.json"
+
+#: Files that container runtimes create: Docker ``/.dockerenv``, Podman ``/run/.containerenv``.
+CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
+#: Inside a container, loopback is the container itself; Ollama usually runs on the host.
+CONTAINER_OLLAMA_URL = "http://host.docker.internal:11434"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses; False for ``0.0.0.0``, ``::`` and
+    every other name or address (which other machines may reach)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def running_in_container(markers: tuple[str, ...] = CONTAINER_MARKERS) -> bool:
+    """True when one of the container runtimes' marker files exists."""
+    return any(Path(marker).exists() for marker in markers)
 
 
 class ConfigError(Exception):
@@ -42,12 +77,22 @@ def _parse_int(value: Any) -> int:
     if isinstance(value, int):
         result = value
     elif isinstance(value, str):
-        result = int(value.strip())
+        try:
+            result = int(value.strip())
+        except ValueError:
+            raise ValueError("expected a whole number") from None
     else:
         raise ValueError("expected a whole number")
     if result < 0:
         raise ValueError("expected a whole number >= 0")
     return result
+
+
+def _parse_port(value: Any) -> int:
+    port = _parse_int(value)
+    if port > 65535:
+        raise ValueError("expected a port from 0 to 65535 (0: any free port)")
+    return port
 
 
 def _parse_float(value: Any) -> float:
@@ -56,7 +101,10 @@ def _parse_float(value: Any) -> float:
     if isinstance(value, (int, float)):
         result = float(value)
     elif isinstance(value, str):
-        result = float(value.strip())
+        try:
+            result = float(value.strip())
+        except ValueError:
+            raise ValueError("expected a number of seconds") from None
     else:
         raise ValueError("expected a number of seconds")
     if result < 0:
@@ -74,6 +122,15 @@ def _parse_optional_str(value: Any) -> str | None:
     if value is None:
         return None
     return _parse_str(value) or None
+
+
+def _parse_optional_path(value: Any) -> str | None:
+    if value is None:
+        return None
+    path = _parse_str(value).strip()
+    if path and path.endswith(("/", os.sep)):
+        raise ValueError("expected a file path, not a directory")
+    return path or None
 
 
 def _parse_model_map(value: Any) -> dict[str, str]:
@@ -123,12 +180,15 @@ def ollama_url_from_host(host: str) -> str:
     else:
         default_port = 443 if scheme == "https" else 80
     parts = urlsplit(f"{scheme}://{hostport}")
+    try:
+        port = parts.port or default_port
+    except ValueError:  # urlsplit: a port that is not a number in 0..65535
+        raise ValueError("expected a port from 1 to 65535") from None
     hostname = parts.hostname or "127.0.0.1"
     if hostname in ("0.0.0.0", "::"):
         hostname = "127.0.0.1"
     if ":" in hostname:
         hostname = f"[{hostname}]"
-    port = parts.port or default_port
     path = parts.path.rstrip("/")
     return f"{scheme}://{hostname}:{port}{path}"
 
@@ -156,15 +216,26 @@ class Setting:
     def env_var(self) -> str:
         return self.env or f"PROXY_{self.name.upper()}"
 
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def is_bool(self) -> bool:
+        """A yes/no setting: the CLI gives it ``--name`` and ``--no-name``."""
+        return self.parse is _parse_bool
+
 
 #: Every setting of the proxy. The config file uses ``name`` as its key.
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", _parse_str, "address to listen on"),
-    Setting("port", 3000, _parse_int, "port to listen on"),
+    Setting("port", 3000, _parse_port, "port to listen on"),
     Setting("ollama_url", "http://127.0.0.1:11434", _parse_url, "Ollama base URL"),
     Setting("default_model", "qwen3:8b", _parse_str, "Ollama model for claude-* names"),
     Setting("model_map", {}, _parse_model_map, "claude-name=ollama-model mapping"),
     Setting("log_level", "INFO", _parse_log_level, "log level"),
+    Setting("log_file", None, _parse_optional_path, "also append the log records to this file"),
+    Setting("quiet", False, _parse_bool, "print only warnings and errors on stdout"),
     Setting("api_key", None, _parse_optional_str, "key clients must present"),
     Setting("body_limit", 32 * 1024 * 1024, _parse_int, "largest request body in bytes"),
     Setting("connect_timeout", 5.0, _parse_float, "seconds to connect to Ollama"),
@@ -211,20 +282,39 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def default_value(setting: Setting, *, in_container: bool = False) -> Any:
+    """The default of ``setting`` on this machine (a fresh copy)."""
+    if setting.name == "ollama_url" and in_container:
+        return CONTAINER_OLLAMA_URL
+    return copy.deepcopy(setting.default)
+
+
+def config_file_defaults(*, in_container: bool | None = None) -> dict[str, Any]:
+    """Every key of the config file with its default, in table order (for ``--init``)."""
+    if in_container is None:
+        in_container = running_in_container()
+    return {s.name: default_value(s, in_container=in_container) for s in SETTINGS}
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     config_path: str | os.PathLike | None = None,
     read_config_file: bool = True,
+    in_container: bool | None = None,
 ) -> Any:
     """Resolve every setting: ``overrides`` (flags) > environment > config file > default.
 
     The config file is ``config_path``, else ``$PROXY_CONFIG``, else ``./proxy.config.json``
     when it exists. Raises :class:`ConfigError` naming the source, the key and what was
     expected. ``read_config_file=False`` ignores every config file (tests use it).
+    ``in_container`` (default: look for the runtimes' marker files) makes the default
+    Ollama URL ``http://host.docker.internal:11434``.
     """
     environ = os.environ if environ is None else environ
+    if in_container is None:
+        in_container = running_in_container()
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     file_data: dict[str, Any] = {}
     path_value = config_path or environ.get("PROXY_CONFIG")
@@ -242,23 +332,26 @@ def load_settings(
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for setting in SETTINGS:
-        candidates = []
+        # (source kind, where it came from for messages, raw value, parser)
+        candidates: list[tuple[str, str, Any, Callable[[Any], Any]]] = []
         if setting.name in overrides:
-            candidates.append(("flag", f"--{setting.name.replace('_', '-')}", overrides[setting.name]))
+            candidates.append(("flag", setting.flag, overrides[setting.name], setting.parse))
         if setting.env_var in environ:
-            candidates.append(("env", setting.env_var, environ[setting.env_var]))
-        if setting.name == "ollama_url" and "OLLAMA_HOST" in environ and environ["OLLAMA_HOST"].strip():
-            candidates.append(("env", "OLLAMA_HOST", ollama_url_from_host(environ["OLLAMA_HOST"])))
+            candidates.append(("env", setting.env_var, environ[setting.env_var], setting.parse))
+        if setting.name == "ollama_url" and environ.get("OLLAMA_HOST", "").strip():
+            candidates.append(
+                ("env", "OLLAMA_HOST", environ["OLLAMA_HOST"], lambda raw: _parse_url(ollama_url_from_host(raw)))
+            )
         if setting.name in file_data:
-            candidates.append(("file", f"{file_path}: key {setting.name!r}", file_data[setting.name]))
+            candidates.append(("file", f"{file_path}: key {setting.name!r}", file_data[setting.name], setting.parse))
         if candidates:
-            kind, where, raw = candidates[0]
+            kind, where, raw, parse = candidates[0]
             try:
-                values[setting.name] = setting.parse(raw)
+                values[setting.name] = parse(raw)
             except ValueError as exc:
                 raise ConfigError(f"{where}: invalid value {raw!r}: {exc}") from exc
             sources[setting.name] = kind
         else:
-            values[setting.name] = copy.deepcopy(setting.default)
+            values[setting.name] = default_value(setting, in_container=in_container)
             sources[setting.name] = "default"
     return Settings(**values, sources=sources)
