@@ -11,19 +11,23 @@ import json
 import logging
 import secrets
 from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs
 
 import httpx
 import trio
 
 from . import __version__
 from .asgi import ClientDisconnected, Receive, Scope, Send, header, read_body, send_error, send_json, send_response
-from .config import ConfigError, load_settings
-from .errors import AuthenticationError, MethodNotAllowed, NotFound, ProxyError, RequestError
-from .logs import configure_logging
+from .config import ConfigError, is_loopback_host, load_settings
+from .errors import AuthenticationError, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
+from .logs import configure_logging, request_context
+from .ollama_admin import list_models
+from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
 from .protocol.tokens import estimate_tokens
 from .protocol.translate import translate_request, validate_request
 from .relay import RelaySettings, serve_messages
+from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
 from .stream.translator import ResponseTranslator
 from .upstream import open_client, probe_version
 
@@ -50,10 +54,15 @@ def _new_request_id() -> str:
 
 
 class ProxyApp:
-    """The proxy as an ASGI 3 application. ``settings=None`` reads them at startup."""
+    """The proxy as an ASGI 3 application. ``settings=None`` reads them at startup.
 
-    def __init__(self, settings: Any = None) -> None:
+    ``console_log=False`` keeps log records off stdout (the ``claude`` launcher: Claude
+    Code owns the terminal); they still go to the log file when one is set.
+    """
+
+    def __init__(self, settings: Any = None, *, console_log: bool = True) -> None:
         self._given_settings = settings
+        self._console_log = console_log
         self.settings: Any = None
         self.client: httpx.AsyncClient | None = None
         self.relay_settings = RelaySettings()
@@ -70,8 +79,16 @@ class ProxyApp:
 
     async def startup(self) -> None:
         settings = self._given_settings or load_settings()
-        configure_logging(settings.log_level)
+        configure_logging(
+            settings.log_level, log_file=settings.log_file, quiet=settings.quiet, console=self._console_log
+        )
         self.settings = settings
+        if not settings.api_key and not is_loopback_host(settings.host):
+            log.warning(
+                "listening on %s without an API key: anyone who can reach this address can use"
+                " your Ollama through the proxy; set --api-key (env PROXY_API_KEY)",
+                settings.host,
+            )
         self.relay_settings = RelaySettings(
             first_content_timeout=settings.first_content_timeout,
             idle_timeout=settings.idle_timeout,
@@ -121,7 +138,8 @@ class ProxyApp:
                 self._authenticate(scope)
             if method == "HEAD":
                 send = _without_body(send)
-            await handler(self, scope, receive, send, request_id)
+            with request_context(request_id, header(scope, b"traceparent")):
+                await handler(self, scope, receive, send, request_id)
         except ClientDisconnected:
             log.info("request %s: client left while sending its request", request_id)
         except ProxyError as exc:
@@ -157,15 +175,18 @@ class ProxyApp:
         translator = ResponseTranslator(
             client_model=body["model"], input_tokens=estimate_tokens(body), tools=request.tools
         )
-        log.info(
-            "request %s: %s → %s, %s, %d messages",
-            request_id,
-            body["model"],
-            ollama_model,
-            "stream" if request.stream else "no stream",
-            len(request.ollama["messages"]),
+        record = RequestRecord(
+            request_id=request_id,
+            client_model=body["model"],
+            ollama_model=ollama_model,
+            stream=request.stream,
+            started=trio.current_time(),
+            estimated_input_tokens=translator.estimated_input_tokens,
+            messages=len(request.ollama["messages"]),
+            tools=len(request.ollama.get("tools") or ()),
         )
-        started = trio.current_time()
+        log_request_start(record)
+        log_request_bodies(record, body, request.ollama)
         outcome = await serve_messages(
             receive,
             send,
@@ -175,21 +196,24 @@ class ProxyApp:
             translator=translator,
             request_id=request_id,
         )
-        log.info(
-            "request %s: %s in %.2f s, %d in / %d out tokens, stop %s",
-            request_id,
-            "cancelled" if outcome["cancelled"] else ("failed" if outcome["error"] else "done"),
-            trio.current_time() - started,
-            translator.input_tokens,
-            translator.output_tokens,
-            translator.done_reason or "-",
-        )
+        log_request_end(record, ended=trio.current_time(), outcome=outcome, translator=translator)
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         body = await self._read_json(receive)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise RequestError("messages: field required (an array)")
         await send_json(send, 200, {"input_tokens": estimate_tokens(body)})
+
+    async def models(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        """Anthropic's model list: the model map's named keys and Ollama's installed models."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        limit, after_id, before_id = parse_list_query(query)
+        with trio.move_on_after(10):  # the one shared client has no read timeout of its own
+            installed = await list_models(self.client)
+            entries = model_entries(installed, self.settings.model_map)
+            await send_json(send, 200, paginate(entries, limit=limit, after_id=after_id, before_id=before_id))
+            return
+        raise UpstreamTimeout(f"Ollama at {self.settings.ollama_url} did not list its models within 10 s")
 
     async def root(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         await send_response(
@@ -216,6 +240,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/health": {"GET": ProxyApp.health},
     "/v1/messages": {"POST": ProxyApp.messages},
     "/v1/messages/count_tokens": {"POST": ProxyApp.count_tokens},
+    "/v1/models": {"GET": ProxyApp.models},
 }
 
 app = ProxyApp()

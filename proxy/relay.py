@@ -226,6 +226,7 @@ async def relay_upstream(
                             async for data in chunks:
                                 events = translator.feed(data)
                                 if translator.produced_output:
+                                    progress.setdefault("first_output_at", trio.current_time())
                                     timer.deadline = trio.current_time() + settings.idle_timeout
                                 await sink.emit(events)
                                 if translator.done:
@@ -258,7 +259,9 @@ async def serve_messages(
     translator: ResponseTranslator,
     request_id: str,
 ) -> dict[str, Any]:
-    """Answer one translated request; return facts for the request log line."""
+    """Answer one translated request; return facts for the request log: ``status`` (the
+    HTTP status sent; 499 when the client left first), ``cancelled``, ``error``, and
+    ``first_output_at`` (trio clock) once the model produced output."""
     first = translator.start()
     sink: SSESink | JSONSink
     if request.stream:
@@ -282,10 +285,12 @@ async def serve_messages(
         try:
             await relay_upstream(client, settings, request, translator, sink, progress)
             progress["responded"] = True
+            progress["status"] = 200
             await sink.complete()
         except ProxyError as exc:
             progress["error"] = exc
             progress["responded"] = True
+            progress["status"] = 200 if sink.committed else exc.status
             log.warning("request %s failed: %s %s", request_id, exc.error_type, exc.message)
             await sink.fail(exc, translator)
         except Exception as exc:  # a bug of ours: still answer in Anthropic's shape
@@ -293,8 +298,12 @@ async def serve_messages(
             error = ProxyError(f"internal error in the proxy: {type(exc).__name__}: {exc}")
             progress["error"] = error
             progress["responded"] = True
+            progress["status"] = 200 if sink.committed else error.status
             await sink.fail(error, translator)
         nursery.cancel_scope.cancel()
+
+    # 499 (nginx's "client closed request"): the client left before any status was sent.
+    progress.setdefault("status", 200 if sink.committed else 499)
 
     if progress["cancelled"]:
         log.info(

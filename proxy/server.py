@@ -43,14 +43,16 @@ async def serve(
     settings: Any,
     *,
     shutdown_trigger: Any = None,
+    console_log: bool = True,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the proxy until ``shutdown_trigger`` returns (default: never).
 
     ``task_status.started`` gets the bound URLs (``http://127.0.0.1:PORT``), so
-    ``await nursery.start(serve, settings)`` works with port 0.
+    ``await nursery.start(serve, settings)`` works with port 0. ``console_log=False``
+    keeps log records off stdout (see :class:`~proxy.app.ProxyApp`).
     """
-    app = ProxyApp(settings)
+    app = ProxyApp(settings, console_log=console_log)
     await hypercorn_serve(
         app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger, task_status=task_status
     )

@@ -102,6 +102,8 @@ class ContentBlockMachine:
         self.next_index = 0
         #: whether any tool_use block was emitted (decides the default stop reason)
         self.tool_used = False
+        #: the stop reason ``finish`` sent, for the request log
+        self.stop_reason: str | None = None
         self._error: str | None = None
 
     # -- the one place states change --------------------------------------------------
@@ -201,6 +203,7 @@ class ContentBlockMachine:
             stop_reason = "stop_sequence"
         else:
             stop_reason = "end_turn"
+        self.stop_reason = stop_reason
         events += [
             MessageDelta(stop_reason, input_tokens, output_tokens, stop_sequence),
             MessageStop(),

@@ -66,6 +66,8 @@ class ResponseTranslator:
         self.done_reason = ""
         #: characters of thinking, text and tool input produced so far
         self.output_chars = 0
+        #: tool calls whose arguments had to be repaired (for the request log)
+        self.repairs = 0
 
     @property
     def approx_output_tokens(self) -> int:
@@ -105,6 +107,8 @@ class ResponseTranslator:
             self.output_chars += len(chunk.content)
         for call in chunk.tool_calls:
             arguments = coerce_arguments(call.name, call.arguments)
+            if arguments is not call.arguments and call.arguments is not None:
+                self.repairs += 1
             self.output_chars += len(call.name) + len(str(arguments))
             events += machine.tool_use(tool_id=self._new_tool_id(), name=call.name, arguments=arguments)
         if events:

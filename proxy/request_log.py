@@ -1,0 +1,130 @@
+"""The two records every ``POST /v1/messages`` leaves in the log: start and end.
+
+:class:`RequestRecord` holds the facts of one request; :func:`log_request_start` and
+:func:`log_request_end` write them as ``proxy.request.start`` / ``proxy.request.end``
+records whose attributes docs/LOGGING.md lists. Times are plain numbers from the
+caller's clock (the app uses trio's), so this module does no I/O of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Mapping
+
+from .logs import redact
+
+__all__ = ["RequestRecord", "log_request_start", "log_request_end", "log_request_bodies"]
+
+log = logging.getLogger("proxy.request")
+
+START_EVENT = "proxy.request.start"
+END_EVENT = "proxy.request.end"
+
+
+@dataclasses.dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    client_model: str
+    ollama_model: str
+    stream: bool
+    #: clock reading when the request was accepted
+    started: float
+    estimated_input_tokens: int = 0
+    messages: int = 0
+    tools: int = 0
+
+    def start_attributes(self) -> dict[str, Any]:
+        return {
+            "proxy.request_id": self.request_id,
+            "http.request.method": "POST",
+            "url.path": "/v1/messages",
+            "gen_ai.request.model": self.client_model,
+            "proxy.ollama_model": self.ollama_model,
+            "proxy.stream": self.stream,
+            "proxy.messages": self.messages,
+            "proxy.tools": self.tools,
+            "proxy.estimated_input_tokens": self.estimated_input_tokens,
+        }
+
+    def end_attributes(self, *, ended: float, outcome: Mapping[str, Any], translator: Any) -> dict[str, Any]:
+        """``outcome`` is what the relay returned (``status``, ``cancelled``, ``error``,
+        ``first_output_at``); ``translator`` the request's ResponseTranslator."""
+        first = outcome.get("first_output_at")
+        output_tokens = translator.output_tokens or translator.approx_output_tokens
+        generating = ended - first if first is not None else 0.0
+        error = outcome.get("error")
+        attributes = {
+            "proxy.request_id": self.request_id,
+            "http.request.method": "POST",
+            "url.path": "/v1/messages",
+            "http.response.status_code": outcome.get("status"),
+            "gen_ai.request.model": self.client_model,
+            "proxy.ollama_model": self.ollama_model,
+            "proxy.stream": self.stream,
+            "proxy.time_to_first_token_ms": _ms(first - self.started) if first is not None else None,
+            "proxy.duration_ms": _ms(ended - self.started),
+            "gen_ai.usage.input_tokens": translator.input_tokens,
+            "gen_ai.usage.output_tokens": output_tokens,
+            "proxy.tokens_per_second": round(output_tokens / generating, 1) if generating > 0 and output_tokens else None,
+            "proxy.stop_reason": translator.machine.stop_reason,
+            "proxy.ollama_done_reason": translator.done_reason or None,
+            "proxy.cancelled": bool(outcome.get("cancelled")),
+            "proxy.repairs": translator.repairs,
+        }
+        if outcome.get("cancelled"):
+            attributes["proxy.cancelled_during"] = outcome.get("phase")
+        if error is not None:
+            attributes["error.type"] = error.error_type
+            attributes["proxy.error_message"] = error.message
+        return attributes
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def log_request_start(record: RequestRecord) -> None:
+    log.info(
+        "request %s started: %s → %s, %s, %d messages",
+        record.request_id,
+        record.client_model,
+        record.ollama_model,
+        "stream" if record.stream else "no stream",
+        record.messages,
+        extra={"event_name": START_EVENT, "attributes": record.start_attributes()},
+    )
+
+
+def log_request_bodies(record: RequestRecord, body: Any, ollama_body: Any) -> None:
+    """At DEBUG only: the client's request and the Ollama request, redacted."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "request %s bodies",
+            record.request_id,
+            extra={
+                "event_name": "proxy.request.body",
+                "attributes": {"proxy.request.body": redact(body), "proxy.ollama.body": redact(ollama_body)},
+            },
+        )
+
+
+def log_request_end(record: RequestRecord, *, ended: float, outcome: Mapping[str, Any], translator: Any) -> None:
+    attributes = record.end_attributes(ended=ended, outcome=outcome, translator=translator)
+    if attributes["proxy.cancelled"]:
+        verdict = "cancelled"
+    elif outcome.get("error") is not None:
+        verdict = "failed"
+    else:
+        verdict = "done"
+    log.info(
+        "request %s %s: %s in %.2f s, %d in / %d out tokens, stop %s",
+        record.request_id,
+        verdict,
+        attributes["http.response.status_code"],
+        attributes["proxy.duration_ms"] / 1000,
+        attributes["gen_ai.usage.input_tokens"],
+        attributes["gen_ai.usage.output_tokens"],
+        attributes["proxy.stop_reason"] or "-",
+        extra={"event_name": END_EVENT, "attributes": attributes},
+    )
