@@ -247,10 +247,16 @@ def load_settings(
             candidates.append(("flag", f"--{setting.name.replace('_', '-')}", overrides[setting.name]))
         if setting.env_var in environ:
             candidates.append(("env", setting.env_var, environ[setting.env_var]))
-        if setting.name == "ollama_url" and "OLLAMA_HOST" in environ and environ["OLLAMA_HOST"].strip():
-            candidates.append(("env", "OLLAMA_HOST", ollama_url_from_host(environ["OLLAMA_HOST"])))
         if setting.name in file_data:
             candidates.append(("file", f"{file_path}: key {setting.name!r}", file_data[setting.name]))
+        if setting.name == "ollama_url" and environ.get("OLLAMA_HOST", "").strip():
+            # Ollama's own variable is the last resort: many set OLLAMA_HOST=0.0.0.0 for the
+            # server, which must not override a URL configured for the proxy.
+            host = environ["OLLAMA_HOST"]
+            try:
+                candidates.append(("env", "OLLAMA_HOST", ollama_url_from_host(host)))
+            except ValueError as exc:
+                raise ConfigError(f"OLLAMA_HOST: invalid value {host!r}: {exc}") from exc
         if candidates:
             kind, where, raw = candidates[0]
             try:
