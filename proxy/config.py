@@ -338,12 +338,15 @@ def load_settings(
             candidates.append(("flag", setting.flag, overrides[setting.name], setting.parse))
         if setting.env_var in environ:
             candidates.append(("env", setting.env_var, environ[setting.env_var], setting.parse))
+        if setting.name in file_data:
+            candidates.append(("file", f"{file_path}: key {setting.name!r}", file_data[setting.name], setting.parse))
         if setting.name == "ollama_url" and environ.get("OLLAMA_HOST", "").strip():
+            # Ollama's own variable is the last resort: many set OLLAMA_HOST=0.0.0.0 for the
+            # server, which must not override a URL configured for the proxy. Parsed only
+            # when it is the one used, so a value meant for the server cannot break us.
             candidates.append(
                 ("env", "OLLAMA_HOST", environ["OLLAMA_HOST"], lambda raw: _parse_url(ollama_url_from_host(raw)))
             )
-        if setting.name in file_data:
-            candidates.append(("file", f"{file_path}: key {setting.name!r}", file_data[setting.name], setting.parse))
         if candidates:
             kind, where, raw, parse = candidates[0]
             try:

@@ -333,15 +333,26 @@ def translate_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         if text:
             out.append({"role": "system", "content": text})
     tool_names: dict[str, str] = {}
+    # A system message right after an assistant turn waits for the next turn: placed at
+    # once it would come between a tool call and its results (which go first in a turn).
+    pending: list[dict[str, Any]] = []
     for i, message in enumerate(body["messages"]):
         path = f"messages.{i}"
         role, content = message["role"], message["content"]
         if role == "user":
-            out.extend(_user_turn(content, path, tool_names))
+            turn = _user_turn(content, path, tool_names)
+            results = [m for m in turn if m["role"] == "tool"]
+            out.extend(results + pending + turn[len(results) :])
+            pending = []
         elif role == "assistant":
+            out.extend(pending)
+            pending = []
             out.append(_assistant_turn(content, path, tool_names))
+        elif out and out[-1]["role"] == "assistant":
+            pending.append(_inline_system(content, path))
         else:
             out.append(_inline_system(content, path))
+    out.extend(pending)
     return _merge_same_role(out)
 
 

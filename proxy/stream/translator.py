@@ -119,7 +119,9 @@ class ResponseTranslator:
             self.input_tokens = chunk.prompt_eval_count
             self.output_tokens = chunk.eval_count
             events += machine.finish(
-                input_tokens=chunk.prompt_eval_count,
+                # Ollama omits a zero count; a streaming client (the SDK) takes
+                # message_delta's input_tokens as final, so 0 would wipe the estimate.
+                input_tokens=chunk.prompt_eval_count or self.estimated_input_tokens,
                 output_tokens=chunk.eval_count,
                 truncated=chunk.done_reason == "length",
             )
