@@ -1,69 +1,246 @@
 """The ``claude-code-ollama-proxy`` command (also ``python -m proxy``).
 
-Every setting of :mod:`proxy.config` has a flag; flags win over the environment, which wins
-over the config file, which wins over the defaults.
+::
+
+    claude-code-ollama-proxy [SETTINGS…] [serve]          run the proxy (the default)
+    claude-code-ollama-proxy [SETTINGS…] claude [ARGS…]   run Claude Code through it
+    claude-code-ollama-proxy [SETTINGS…] doctor           check Ollama and the models
+    claude-code-ollama-proxy [SETTINGS…] models           list installed models
+    claude-code-ollama-proxy [SETTINGS…] pull MODEL       pull a model with progress
+    claude-code-ollama-proxy [SETTINGS…] --init [--force] write proxy.config.json
+
+Every row of :data:`proxy.config.SETTINGS` becomes a flag here (``--name VALUE``; yes/no
+rows get ``--name`` and ``--no-name``); flags win over the environment, which wins over
+the config file, which wins over the defaults. Exit codes: 0 ok, 1 the command failed,
+2 a usage or configuration error; ``claude`` exits with Claude Code's own code.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import trio
 
 from . import __version__
-from .config import SETTINGS, ConfigError, load_settings
+from .config import DEFAULT_CONFIG_FILE, SETTINGS, ConfigError, Setting, config_file_defaults, load_settings
 from .logs import configure_logging
-from .server import serve, wait_for_signal
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "split_claude_args"]
+
+PROG = "claude-code-ollama-proxy"
+COMMANDS = ("serve", "claude", "doctor", "models", "pull")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="claude-code-ollama-proxy",
-        description="Serve the Anthropic Messages API from a local Ollama, for Claude Code.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", help="path of a proxy.config.json (env PROXY_CONFIG)")
-    for setting in SETTINGS:
-        flag = "--" + setting.name.replace("_", "-")
+def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting], *, suppress: bool) -> None:
+    """One flag per row. ``suppress``: a subcommand's copy that must not overwrite a value
+    given before the subcommand with its own default."""
+    default = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group("settings (each also PROXY_<NAME> and a proxy.config.json key)")
+    for setting in table:
+        shown = "null" if setting.default is None else json.dumps(setting.default)
+        where = f"env {setting.env_var}, default {shown}"
         if setting.name == "model_map":
-            parser.add_argument(
-                flag,
+            group.add_argument(
+                setting.flag,
+                dest=setting.name,
                 action="append",
+                default=default,
                 metavar="CLAUDE=OLLAMA",
                 help="map a Claude model name (or haiku/sonnet/opus) to an Ollama model;"
-                " repeatable, or one JSON object (env PROXY_MODEL_MAP)",
+                f" repeatable, or one JSON object ({where})",
+            )
+        elif setting.is_bool:
+            group.add_argument(
+                setting.flag,
+                dest=setting.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=f"{setting.help} ({where})",
             )
         else:
-            parser.add_argument(
-                flag, dest=setting.name, help=f"{setting.help} (env {setting.env_var}, default {setting.default!r})"
+            group.add_argument(
+                setting.flag,
+                dest=setting.name,
+                default=default,
+                metavar=setting.name.upper(),
+                help=f"{setting.help} ({where})",
             )
+
+
+def build_parser(table: Sequence[Setting] = SETTINGS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Serve the Anthropic Messages API from a local Ollama, for Claude Code.",
+        epilog="Settings go before the command; `claude` passes everything after it to Claude Code"
+        " (its own options --claude-bin PATH and `--` come first). docs/CLI.md has the details.",
+        allow_abbrev=False,  # split_claude_args must know every option exactly
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="path of a proxy.config.json (env PROXY_CONFIG)")
+    parser.add_argument(
+        "--init", action="store_true", help="write a proxy.config.json with every key and its default, then exit"
+    )
+    parser.add_argument("--force", action="store_true", help="with --init: overwrite an existing file")
+    _add_setting_flags(parser, table, suppress=False)
+
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (default: serve)")
+    serve = commands.add_parser("serve", help="run the proxy (the default)", allow_abbrev=False)
+    serve.add_argument("--pid-file", metavar="PATH", help="write the process id here while serving (make stop)")
+    _add_setting_flags(serve, table, suppress=True)
+    commands.add_parser(
+        "claude",
+        help="run Claude Code through the proxy: claude [--claude-bin PATH] [--] [ARGS…]",
+        add_help=False,
+    )
+    doctor = commands.add_parser("doctor", help="check Ollama, the mapped models and Claude Code", allow_abbrev=False)
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    _add_setting_flags(doctor, table, suppress=True)
+    models = commands.add_parser("models", help="list installed Ollama models", allow_abbrev=False)
+    models.add_argument("--json", action="store_true", help="print the list as JSON")
+    _add_setting_flags(models, table, suppress=True)
+    pull = commands.add_parser("pull", help="pull an Ollama model, with progress", allow_abbrev=False)
+    pull.add_argument("model", metavar="MODEL")
+    _add_setting_flags(pull, table, suppress=True)
     return parser
 
 
-def _flag_values(args: argparse.Namespace) -> dict:
-    values = {s.name: getattr(args, s.name) for s in SETTINGS}
+def split_claude_args(
+    argv: Sequence[str], table: Sequence[Setting] = SETTINGS
+) -> tuple[list[str], dict[str, Any] | None]:
+    """Split off ``claude …``: everything after it belongs to Claude Code, whose options
+    argparse must never see (``claude -p "hi" --model x``).
+
+    Returns (our arguments, None) when there is no ``claude`` command, else (our
+    arguments ending in ``claude``, {"claude_bin": …, "claude_args": [...]}).
+    """
+    takes_value = {"--config"} | {s.flag for s in table if not s.is_bool}
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token == "--":
+            return list(argv), None
+        if token.startswith("-"):
+            if token in takes_value:
+                index += 1  # skip its value, which may look like anything ("claude")
+            index += 1
+            continue
+        if token != "claude":
+            return list(argv), None  # another command: argparse handles the rest
+        rest = list(argv[index + 1 :])
+        claude_bin = None
+        while rest:
+            if rest[0] == "--claude-bin" and len(rest) > 1:
+                claude_bin, rest = rest[1], rest[2:]
+            elif rest[0].startswith("--claude-bin="):
+                claude_bin, rest = rest[0].partition("=")[2], rest[1:]
+            elif rest[0] == "--":
+                rest = rest[1:]
+                break
+            else:
+                break
+        return list(argv[: index + 1]), {"claude_bin": claude_bin, "claude_args": rest}
+    return list(argv), None
+
+
+def flag_values(args: argparse.Namespace, table: Sequence[Setting] = SETTINGS) -> dict[str, Any]:
+    """The settings given as flags (None: not given)."""
+    values = {s.name: getattr(args, s.name, None) for s in table}
     maps = values.get("model_map")
     if maps is not None and len(maps) == 1 and maps[0].lstrip().startswith("{"):
         values["model_map"] = maps[0]  # one JSON object
     return values
 
 
+def write_initial_config(path: Path, flags: dict[str, Any], *, force: bool, in_container: bool | None = None) -> str:
+    """Write every key with its default (flags given on the same command line win).
+    Returns a message; raises FileExistsError without ``force``, ConfigError for a bad flag."""
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; add --force to overwrite it")
+    data = config_file_defaults(in_container=in_container)
+    given = {name: value for name, value in flags.items() if value is not None}
+    if given:
+        resolved = load_settings(given, environ={}, read_config_file=False, in_container=in_container)
+        data.update({name: getattr(resolved, name) for name in given})
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return f"wrote {path} with all {len(data)} settings"
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, claude = split_claude_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(ours)
+    flags = flag_values(args)
+
+    if args.init:
+        path = Path(args.config or os.environ.get("PROXY_CONFIG") or DEFAULT_CONFIG_FILE)
+        try:
+            print(write_initial_config(path, flags, force=args.force))
+        except FileExistsError as exc:
+            return _fail(str(exc), 1)
+        except ConfigError as exc:
+            return _fail(str(exc), 2)
+        except OSError as exc:
+            return _fail(f"{path}: cannot write it: {exc.strerror or exc}", 1)
+        return 0
+
     try:
-        settings = load_settings(_flag_values(args), config_path=args.config)
+        settings = load_settings(flags, config_path=args.config)
     except ConfigError as exc:
-        print(f"claude-code-ollama-proxy: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    print(
-        f"claude-code-ollama-proxy {__version__}: http://{settings.host}:{settings.port}"
-        f" → Ollama at {settings.ollama_url}",
-        file=sys.stderr,
-    )
-    trio.run(lambda: serve(settings, shutdown_trigger=wait_for_signal))
+        return _fail(str(exc), 2)
+
+    command = args.command or "serve"
+    try:
+        if command == "serve":
+            return _serve(settings, pid_file=getattr(args, "pid_file", None))
+        if command == "claude":
+            from .launcher import run_claude
+
+            assert claude is not None
+            return trio.run(
+                lambda: run_claude(settings, claude["claude_args"], claude_bin=claude["claude_bin"])
+            )
+        from . import admin_commands
+
+        if command == "doctor":
+            return trio.run(lambda: admin_commands.doctor(settings, as_json=args.json))
+        if command == "models":
+            return trio.run(lambda: admin_commands.models(settings, as_json=args.json))
+        if command == "pull":
+            return trio.run(lambda: admin_commands.pull(settings, args.model))
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {command}")
+
+
+def _serve(settings: Any, *, pid_file: str | None) -> int:
+    from .server import serve, wait_for_signal
+
+    configure_logging(settings.log_level, log_file=settings.log_file, quiet=settings.quiet)
+    if not settings.quiet:
+        print(
+            f"{PROG} {__version__}: http://{settings.host}:{settings.port}"
+            f" → Ollama at {settings.ollama_url}",
+            file=sys.stderr,
+        )
+    if pid_file:
+        Path(pid_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(pid_file).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    try:
+        trio.run(lambda: serve(settings, shutdown_trigger=wait_for_signal))
+    finally:
+        if pid_file:
+            Path(pid_file).unlink(missing_ok=True)
     return 0
