@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -47,13 +48,18 @@ async def fake_ollama(nursery: trio.Nursery) -> FakeOllama:
 def start_proxy(
     nursery: trio.Nursery, fake_ollama: FakeOllama
 ) -> Callable[..., Awaitable[RunningProxy]]:
-    """``await start_proxy(commit_grace=0.2, ...)``: the real server on 127.0.0.1:0."""
+    """``await start_proxy(commit_grace=0.2, ...)``: the real server on 127.0.0.1:0.
 
-    async def start(**overrides: Any) -> RunningProxy:
+    Keyword arguments are settings; ``shutdown_trigger`` (an async callable) ends it
+    gracefully when it returns."""
+
+    async def start(*, shutdown_trigger: Any = None, **overrides: Any) -> RunningProxy:
         values = {"host": "127.0.0.1", "port": 0, "ollama_url": fake_ollama.url, "log_level": "DEBUG"}
         values.update(overrides)
         settings = load_settings(values, environ={}, read_config_file=False)
-        urls = await nursery.start(serve, settings)
+        urls = await nursery.start(
+            functools.partial(serve, settings, shutdown_trigger=shutdown_trigger)
+        )
         return RunningProxy(url=urls[0], settings=settings)
 
     return start

@@ -6,6 +6,7 @@ httpx streams (so a test can hang up at an exact moment) or the anthropic SDK.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import anthropic
@@ -15,7 +16,7 @@ import trio
 
 from tests.fake_ollama import Chunk, Close, Line, Raw, Reset, Sleep, Stall, Status, text_stream
 
-BODY = {"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": True,
+BODY = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]}
 REQUEST_TASKS = {"serve_messages", "watch", "keep_alive", "relay_upstream"}
 
@@ -81,15 +82,22 @@ async def read_until(stream: httpx.Response, marker: bytes) -> bytes:
 async def test_client_disconnect_closes_the_ollama_connection(fake_ollama, start_proxy, script, hang_up_after):
     proxy = await start_proxy(commit_grace=5)
     fake_ollama.script_chat(script)
+
+    async def request_then_hang_up(client: httpx.AsyncClient) -> None:
+        async with client.stream("POST", "/v1/messages?beta=true", json=BODY) as response:
+            assert response.status_code == 200
+            await read_until(response, hang_up_after)
+        # leaving the block closes the client's connection: Esc in Claude Code
+
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy.url) as client:
-            async with client.stream("POST", "/v1/messages?beta=true", json=BODY) as response:
-                if hang_up_after is None:
+            if hang_up_after is None:  # no response head yet: cancel the waiting request
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(functools.partial(client.post, "/v1/messages", json=BODY))
                     await wait_until(lambda: fake_ollama.active_chats == 1)
-                else:
-                    assert response.status_code == 200
-                    await read_until(response, hang_up_after)
-            # leaving the blocks closes the client's connection: Esc in Claude Code
+                    nursery.cancel_scope.cancel()
+            else:
+                await request_then_hang_up(client)
         await fake_ollama.wait_disconnected(1)
         await wait_until(lambda: fake_ollama.active_chats == 0 and not live_request_tasks())
     assert len(fake_ollama.disconnects) == 1
@@ -126,7 +134,7 @@ async def test_non_streaming_disconnect_also_stops_ollama(fake_ollama, proxy):
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as client:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(client.post, "/v1/messages", json={**BODY, "stream": False})
+                nursery.start_soon(functools.partial(client.post, "/v1/messages", json={**BODY, "stream": False}))
                 await wait_until(lambda: fake_ollama.active_chats == 1)
                 await trio.sleep(0.1)
                 nursery.cancel_scope.cancel()
