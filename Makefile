@@ -1,25 +1,64 @@
 # Two commands on a fresh machine: `make run` starts the proxy, `make test` passes the tests.
+#
+#   make install   .venv from requirements.lock (hash-checked wheels only), then the proxy itself
+#   make run       the proxy on http://127.0.0.1:3000 (ARGS="--port 3001 ..." passes flags)
+#   make dev       the same under Hypercorn with auto-reload on code changes
+#   make stop      stops what `make run` or `make dev` started (SIGTERM: a graceful shutdown)
+#   make claude    Claude Code through the proxy (ARGS="-p 'hello'" passes arguments to Claude Code)
+#   make test      the whole test suite
+#   make lock      regenerate requirements.lock from pyproject.toml (needs the network)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
+PIDFILE := .cache/proxy.pid
+HOST   ?= 127.0.0.1
+PORT   ?= 3000
 ARGS   ?=
 
-.PHONY: install run test fuzz bench clean
+.PHONY: install run dev stop claude test lock clean
 
-$(STAMP): pyproject.toml
+# Every dependency is pinned with its hashes; pip refuses anything else (--require-hashes)
+# and installs no source distribution (--only-binary): no code runs at install time.
+# The proxy itself is then installed without resolving anything (--no-deps), built with
+# the setuptools the lock pinned (--no-build-isolation: no unpinned download).
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes --only-binary :all: -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/claude-code-ollama-proxy $(ARGS)
+	$(BIN)/claude-code-ollama-proxy serve --pid-file $(PIDFILE) $(ARGS)
+
+# Hypercorn's reloader needs a worker process: it restarts it when a watched file changes.
+# Settings come from PROXY_* variables and proxy.config.json (Hypercorn passes no flags).
+dev: $(STAMP)
+	@mkdir -p .cache
+	$(BIN)/hypercorn proxy.app:app --worker-class trio --reload --workers 1 \
+		--bind $(HOST):$(PORT) --pid $(PIDFILE) $(ARGS)
+
+stop:
+	@if test -f $(PIDFILE); then kill -TERM $$(cat $(PIDFILE)) && echo "stopped $$(cat $(PIDFILE))"; \
+		rm -f $(PIDFILE); else echo "nothing to stop ($(PIDFILE) not found)"; fi
+
+claude: $(STAMP)
+	$(BIN)/claude-code-ollama-proxy claude $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# pip-tools resolves pyproject.toml's dependencies, its test extra and its build backend,
+# and records every file's hash. Runs in a throwaway venv so .venv keeps the old pins.
+lock:
+	@rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
+	.cache/lock-venv/bin/python -m pip install --quiet pip-tools
+	.cache/lock-venv/bin/pip-compile --quiet --extra test --build-deps-for editable --allow-unsafe \
+		--generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file requirements.lock pyproject.toml
+	@rm -rf .cache/lock-venv
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .hypothesis
