@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 from typing import Any
@@ -51,6 +52,11 @@ async def serve(
     ``await nursery.start(serve, settings)`` works with port 0.
     """
     app = ProxyApp(settings)
-    await hypercorn_serve(
-        app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger, task_status=task_status
-    )
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(
+            functools.partial(
+                hypercorn_serve, app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger
+            )
+        )
+        log.info("listening on %s", " ".join(urls))
+        task_status.started(urls)
