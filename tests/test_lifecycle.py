@@ -307,3 +307,30 @@ async def test_shutdown_lets_streams_finish_then_cancels_the_rest(fake_ollama, s
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             await client.get("/")
+
+
+async def test_connect_timeout_is_a_502_naming_ollama(start_proxy):
+    # A listener whose accept queue is full: the kernel drops further SYNs, so a connect
+    # hangs the way it does for a firewalled or sleeping host.
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):
+            sock = trio.socket.socket()
+            fillers.append(sock)
+            with trio.move_on_after(0.2):
+                await sock.connect(("127.0.0.1", port))
+        proxy = await start_proxy(ollama_url=f"http://127.0.0.1:{port}", connect_timeout=0.5)
+        with trio.fail_after(10):
+            async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as client:
+                response = await client.post("/v1/messages", json=BODY)
+    finally:
+        for sock in fillers:
+            sock.close()
+        listener.close()
+    assert response.status_code == 502
+    assert f"127.0.0.1:{port}" in response.json()["error"]["message"]
+    assert "ConnectTimeout" in response.json()["error"]["message"]
