@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 from typing import Any
@@ -53,6 +54,11 @@ async def serve(
     keeps log records off stdout (see :class:`~proxy.app.ProxyApp`).
     """
     app = ProxyApp(settings, console_log=console_log)
-    await hypercorn_serve(
-        app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger, task_status=task_status
-    )
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(
+            functools.partial(
+                hypercorn_serve, app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger
+            )
+        )
+        log.info("listening on %s", " ".join(urls))
+        task_status.started(urls)

@@ -66,20 +66,22 @@ async def read_until(stream: httpx.Response, marker: bytes) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "script, hang_up_after",
+    "script, hang_up_after, phase",
     [
         # queued/loading: Ollama has not even answered with a status; hang up before the commit
-        ([Stall()], None),
+        ([Stall()], None, "queued"),
         # prefill: Ollama answered 200 but no token yet
-        ([Status(200), Stall()], b"message_start"),
+        ([Status(200), Stall()], b"message_start", "prefill"),
         # mid-stream
-        ([Chunk(content="one "), Chunk(content="two "), Stall()], b"two"),
+        ([Chunk(content="one "), Chunk(content="two "), Stall()], b"two", "streaming"),
         # thinking
-        ([Chunk(thinking="hmm "), Stall()], b"thinking_delta"),
+        ([Chunk(thinking="hmm "), Stall()], b"thinking_delta", "streaming"),
     ],
     ids=["before-any-byte", "prefill", "mid-stream", "mid-thinking"],
 )
-async def test_client_disconnect_closes_the_ollama_connection(fake_ollama, start_proxy, script, hang_up_after):
+async def test_client_disconnect_closes_the_ollama_connection(
+    fake_ollama, start_proxy, caplog, script, hang_up_after, phase
+):
     proxy = await start_proxy(commit_grace=5)
     fake_ollama.script_chat(script)
 
@@ -101,6 +103,9 @@ async def test_client_disconnect_closes_the_ollama_connection(fake_ollama, start
         await fake_ollama.wait_disconnected(1)
         await wait_until(lambda: fake_ollama.active_chats == 0 and not live_request_tasks())
     assert len(fake_ollama.disconnects) == 1
+    cancels = [r.getMessage() for r in caplog.records if "cancelled by the client" in r.getMessage()]
+    assert len(cancels) == 1  # one line, with the request id, the phase and the tokens so far
+    assert cancels[0].startswith("request req_") and f"during {phase} after ~" in cancels[0]
 
 
 async def test_disconnect_during_the_final_chunk_leaves_nothing_behind(fake_ollama, proxy):
@@ -302,3 +307,30 @@ async def test_shutdown_lets_streams_finish_then_cancels_the_rest(fake_ollama, s
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             await client.get("/")
+
+
+async def test_connect_timeout_is_a_502_naming_ollama(start_proxy):
+    # A listener whose accept queue is full: the kernel drops further SYNs, so a connect
+    # hangs the way it does for a firewalled or sleeping host.
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):
+            sock = trio.socket.socket()
+            fillers.append(sock)
+            with trio.move_on_after(0.2):
+                await sock.connect(("127.0.0.1", port))
+        proxy = await start_proxy(ollama_url=f"http://127.0.0.1:{port}", connect_timeout=0.5)
+        with trio.fail_after(10):
+            async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as client:
+                response = await client.post("/v1/messages", json=BODY)
+    finally:
+        for sock in fillers:
+            sock.close()
+        listener.close()
+    assert response.status_code == 502
+    assert f"127.0.0.1:{port}" in response.json()["error"]["message"]
+    assert "ConnectTimeout" in response.json()["error"]["message"]

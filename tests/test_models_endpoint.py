@@ -39,7 +39,7 @@ async def test_the_shape_claude_codes_gateway_discovery_reads(start_proxy):
         assert RFC3339.match(model["created_at"]), model["created_at"]
     assert body["data"][0]["display_name"] == "claude-qwen-coder → qwen3:8b (Ollama)"
     by_id = {m["id"]: m for m in body["data"]}
-    assert by_id["qwen3:8b"]["display_name"] == "qwen3:8b (Ollama, 8.2B, Q4_K_M)"
+    assert by_id["qwen3:8b"]["display_name"] == "qwen3:8b (Ollama, 8B, Q4_K_M)"
 
 
 async def test_the_sdk_lists_and_pages(start_proxy):

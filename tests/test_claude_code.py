@@ -1,0 +1,76 @@
+"""Claude Code itself, through the real proxy, against the fake Ollama.
+
+The fake answers the first agent turn with a ``Write`` tool call; Claude Code writes the
+file and sends the tool_result back; the fake answers with text; Claude Code reports
+success. Side requests Claude Code makes on its own (titles, quota checks, …) get a short
+text answer.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import trio
+
+from tests.claude_code import claude_code_binary, claude_code_env
+from tests.fake_ollama import Recorded, text_stream
+
+
+def _has_tool_result(body: dict) -> bool:
+    return any(m.get("role") == "tool" for m in body.get("messages", []))
+
+
+def _offers_write(body: dict) -> bool:
+    return any(t["function"]["name"] == "Write" for t in body.get("tools", []))
+
+
+@pytest.fixture(scope="module")
+def claude_bin():
+    try:
+        return claude_code_binary()
+    except RuntimeError as exc:  # no npm, or the registry is unreachable
+        pytest.skip(str(exc))
+
+
+async def test_claude_code_writes_a_file_through_the_proxy(fake_ollama, proxy, claude_bin, tmp_path):
+    work = tmp_path / "project"
+    work.mkdir()
+    target = work / "hello.txt"
+
+    def answer(record: Recorded, index: int):
+        body = record.body
+        if _has_tool_result(body):
+            return text_stream("I wrote hello.txt.", prompt_eval_count=900, eval_count=6)
+        if _offers_write(body):
+            call = {"function": {"name": "Write", "arguments": {"file_path": str(target), "content": "hello\n"}}}
+            return text_stream("Writing the file.", tool_calls=[call], prompt_eval_count=800, eval_count=20)
+        return text_stream("Hello file", prompt_eval_count=50, eval_count=3)  # a side request
+
+    fake_ollama.on_chat = answer
+    command = [str(claude_bin), "-p", "write hello to hello.txt", "--output-format", "json",
+               "--allowedTools", "Write,Bash,Read"]
+    with trio.fail_after(180):
+        result = await trio.run_process(
+            command, cwd=work, env=claude_code_env(proxy.url, tmp_path / "home"),
+            capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL,
+        )
+    stdout, stderr = result.stdout.decode(), result.stderr.decode()
+    requests = [r.body for r in fake_ollama.chat_requests]
+    diagnostics = f"exit {result.returncode}\nstdout: {stdout[-3000:]}\nstderr: {stderr[-3000:]}\n" + "\n".join(
+        f"ollama request {i}: stream={b.get('stream')} tools={len(b.get('tools', []))} "
+        f"last={json.dumps(b['messages'][-1])[:300]}" for i, b in enumerate(requests))
+    print(diagnostics)
+    assert result.returncode == 0, diagnostics
+    output = json.loads(stdout)
+    assert output["is_error"] is False, diagnostics
+    assert "I wrote hello.txt." in output["result"]
+    assert target.read_text() == "hello\n"
+    # The second agent turn carried the tool result back to the model, tied to its call.
+    agent_turns = [b for b in requests if _offers_write(b)]
+    assert len(agent_turns) >= 2
+    tool_messages = [m for m in agent_turns[-1]["messages"] if m["role"] == "tool"]
+    assert tool_messages and tool_messages[-1]["tool_name"] == "Write"
+    call_ids = [c["id"] for m in agent_turns[-1]["messages"] if m["role"] == "assistant" for c in m.get("tool_calls", [])]
+    assert tool_messages[-1]["tool_call_id"] in call_ids
