@@ -182,3 +182,61 @@ def test_claude_environment_without_a_known_window():
                              settings=settings, context_tokens=None)
     assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:1"
     assert "CLAUDE_CODE_AUTO_COMPACT_WINDOW" not in env
+
+
+# -- Claude Code itself ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_claude():
+    from tests.claude_code import claude_code_binary
+
+    try:
+        return claude_code_binary()
+    except RuntimeError as exc:  # no npm, or the registry is unreachable
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def no_stdin():
+    """Claude Code inherits our stdin; in print mode it reads a piped stdin to the end.
+    Give it /dev/null, as a terminal-less run (CI) has."""
+    saved = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(null)
+
+
+async def test_claude_code_itself_accepts_the_launchers_environment(fake_ollama, real_claude, tmp_path, capfd, no_stdin):
+    from tests.claude_code import claude_code_env
+
+    def answer(record, index):
+        return text_stream("Hello from the local model.", prompt_eval_count=500, eval_count=7)
+
+    fake_ollama.on_chat = answer
+    settings = settings_for(fake_ollama, tmp_path, model_map=["haiku=llama3.2:3b"])
+    environ = {k: v for k, v in claude_code_env("http://unused", tmp_path / "home").items()
+               if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_"))}
+    work = tmp_path / "project"
+    work.mkdir()
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        with trio.fail_after(180):
+            code = await run_claude(settings, ["-p", "say hello", "--output-format", "json"],
+                                    claude_bin=str(real_claude), environ=environ)
+    finally:
+        os.chdir(cwd)
+    out, err = capfd.readouterr()
+    diagnostics = f"exit {code}\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}"
+    assert code == 0, diagnostics
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["is_error"] is False, diagnostics
+    assert "Hello from the local model." in result["result"]
+    models = {r.body["model"] for r in fake_ollama.chat_requests}
+    assert "qwen3:8b" in models and models <= {"qwen3:8b", "llama3.2:3b"}, models
