@@ -161,21 +161,23 @@ def _exit_code(returncode: int) -> int:
 
 
 async def _run_child(command: list[str], env: dict[str, str]) -> int:
-    async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            functools.partial(trio.run_process, command, env=env, stdin=None, check=False)
-        )
+    # The signal receiver is open before the child starts: no Ctrl-C may slip through as a
+    # KeyboardInterrupt that would kill Claude Code under the user's hands.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                functools.partial(trio.run_process, command, env=env, stdin=None, check=False)
+            )
 
-        async def relay_signals() -> None:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async def relay_signals() -> None:
                 async for signum in signals:
                     if signum == signal.SIGTERM:
                         process.send_signal(signal.SIGTERM)
                     # SIGINT: the terminal sent it to Claude Code too; it decides.
 
-        nursery.start_soon(relay_signals)
-        returncode = await process.wait()
-        nursery.cancel_scope.cancel()
+            nursery.start_soon(relay_signals)
+            returncode = await process.wait()
+            nursery.cancel_scope.cancel()
     return _exit_code(returncode)
 
 

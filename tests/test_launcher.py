@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from proxy.launcher import claude_environment, claude_models, find_running_proxy
 from tests.fake_ollama import text_stream
 
 STAND_IN = f"""#!{sys.executable}
-import json, os, signal, sys, urllib.request
+import json, os, signal, sys, time, urllib.request
 
 record = {{"argv": sys.argv[1:], "env": dict(os.environ)}}
 base = os.environ["ANTHROPIC_BASE_URL"]
@@ -35,6 +36,7 @@ if os.environ.get("STAND_IN_ASK"):
         record["answer"] = json.loads(response.read())
 with open(os.environ["STAND_IN_RECORD"], "w") as f:
     json.dump(record, f)
+time.sleep(float(os.environ.get("STAND_IN_SLEEP", "0")))
 if os.environ.get("STAND_IN_SIGNAL"):
     os.kill(os.getpid(), int(os.environ["STAND_IN_SIGNAL"]))
 sys.exit(int(os.environ.get("STAND_IN_EXIT", "0")))
@@ -153,6 +155,26 @@ async def test_a_signal_death_exits_like_a_shell_reports_it(fake_ollama, stand_i
         code = await run_claude(settings, [], claude_bin=str(stand_in),
                                 environ=environ_for(tmp_path, STAND_IN_SIGNAL="15"))
     assert code == 128 + 15
+
+
+@pytest.mark.parametrize(("signum", "expected"), [(signal.SIGINT, 0), (signal.SIGTERM, 128 + signal.SIGTERM)])
+async def test_ctrl_c_belongs_to_claude_code_and_sigterm_is_passed_on(fake_ollama, stand_in, tmp_path, signum, expected):
+    settings = settings_for(fake_ollama, tmp_path)
+    record = tmp_path / "record.json"
+    result: list[int] = []
+
+    async def launch() -> None:
+        result.append(await run_claude(settings, [], claude_bin=str(stand_in),
+                                       environ=environ_for(tmp_path, STAND_IN_SLEEP="1")))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(launch)
+            while not record.exists():  # Claude Code is running
+                await trio.sleep(0.02)
+            os.kill(os.getpid(), signum)  # what a terminal or a service manager sends us
+    # SIGINT: ignored by the launcher, Claude Code finished its work; SIGTERM: passed to it
+    assert result == [expected]
 
 
 async def test_claude_not_found_exits_127(fake_ollama, tmp_path, capsys):
