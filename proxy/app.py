@@ -18,6 +18,7 @@ import trio
 
 from . import __version__
 from .asgi import ClientDisconnected, Receive, Scope, Send, header, read_body, send_error, send_json, send_response
+from .capabilities import CapabilityCache
 from .config import ConfigError, is_loopback_host, load_settings
 from .errors import AuthenticationError, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
 from .logs import configure_logging, request_context
@@ -49,6 +50,10 @@ def _without_body(send: Send) -> Send:
     return send_head
 
 
+#: Tells the client its thinking request was dropped because the model cannot think.
+THINKING_DROPPED_HEADER = ("x-proxy-thinking", "dropped")
+
+
 def _new_request_id() -> str:
     return f"req_{secrets.token_hex(12)}"
 
@@ -65,6 +70,7 @@ class ProxyApp:
         self._console_log = console_log
         self.settings: Any = None
         self.client: httpx.AsyncClient | None = None
+        self.capabilities: CapabilityCache | None = None
         self.relay_settings = RelaySettings()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,6 +104,7 @@ class ProxyApp:
             busy_retry_window=settings.busy_retry_window,
         )
         self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
+        self.capabilities = CapabilityCache(self.client)
         log.info("proxy ready: Ollama at %s, default model %s", settings.ollama_url, settings.default_model)
 
     async def shutdown(self) -> None:
@@ -171,7 +178,16 @@ class ProxyApp:
         body = validate_request(await self._read_json(receive))
         settings = self.settings
         ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
-        request = translate_request(body, ollama_model=ollama_model)
+        capabilities = await self.capabilities.get(ollama_model)
+        request = translate_request(body, ollama_model=ollama_model, can_think=capabilities.thinking)
+        headers: list[tuple[str, str]] = []
+        if request.thinking_dropped:
+            await self._thinking_dropped(ollama_model, headers)
+
+        def thinking_refused() -> None:
+            self.capabilities.forget(ollama_model, "Ollama says it does not support thinking")
+            self.capabilities.warn_thinking_dropped(ollama_model)
+            headers.append(THINKING_DROPPED_HEADER)
         translator = ResponseTranslator(
             client_model=body["model"], input_tokens=estimate_tokens(body), tools=request.tools
         )
@@ -195,8 +211,22 @@ class ProxyApp:
             request=request,
             translator=translator,
             request_id=request_id,
+            headers=headers,
+            on_thinking_refused=thinking_refused,
         )
         log_request_end(record, ended=trio.current_time(), outcome=outcome, translator=translator)
+
+    async def _thinking_dropped(self, model: str, headers: list[tuple[str, str]]) -> None:
+        """The client asked for thinking from a model that cannot think: drop it and say so
+        in a header, or (strict_thinking) refuse with a 400 naming the models that can."""
+        if self.settings.strict_thinking:
+            thinkers = await self.capabilities.models_that("thinking")
+            raise RequestError(
+                f"{model} cannot think, and strict_thinking is on. Models installed that can think: "
+                + (", ".join(thinkers) if thinkers else "none (try `ollama pull qwen3:8b`)")
+            )
+        self.capabilities.warn_thinking_dropped(model)
+        headers.append(THINKING_DROPPED_HEADER)
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         body = await self._read_json(receive)

@@ -248,6 +248,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("busy_retries", 3, _parse_int, "tries when Ollama answers 503"),
     Setting("busy_retry_window", 10.0, _parse_float, "seconds all busy retries may take"),
     Setting("graceful_timeout", 30.0, _parse_float, "seconds in-flight streams get on shutdown"),
+    Setting(
+        "strict_thinking", False, _parse_bool,
+        "refuse (400) thinking requests to models that cannot think, instead of dropping thinking",
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import trio
@@ -51,9 +51,13 @@ class RelaySettings:
 class SSESink:
     """Writes one SSE response. All writes are serialized; the head goes out once."""
 
-    def __init__(self, send: Send, *, request_id: str, first_events: list[Event]) -> None:
+    def __init__(
+        self, send: Send, *, request_id: str, first_events: list[Event], headers: list[tuple[str, str]]
+    ) -> None:
         self._send = send
         self._request_id = request_id
+        #: extra response headers, read when the head goes out (so they may still grow)
+        self._headers = headers
         self._first = first_events
         self._lock = trio.Lock()
         self.committed = False
@@ -73,6 +77,7 @@ class SSESink:
                     (b"cache-control", b"no-cache"),
                     (b"x-accel-buffering", b"no"),
                     (b"request-id", self._request_id.encode()),
+                    *((k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers),
                 ],
             }
         )
@@ -114,7 +119,7 @@ class SSESink:
                 return
             if not self.committed:
                 self.committed = self.closed = True
-                await send_error(self._send, error, headers=[("request-id", self._request_id)])
+                await send_error(self._send, error, headers=[("request-id", self._request_id), *self._headers])
                 return
             await self._write_locked(translator.fail(error))
             await self._end_locked()
@@ -128,9 +133,12 @@ class SSESink:
 class JSONSink:
     """Folds the events into one Message, sent when the stream completes."""
 
-    def __init__(self, send: Send, *, request_id: str, first_events: list[Event]) -> None:
+    def __init__(
+        self, send: Send, *, request_id: str, first_events: list[Event], headers: list[tuple[str, str]]
+    ) -> None:
         self._send = send
         self._request_id = request_id
+        self._headers = headers
         self._builder = MessageBuilder()
         self._builder.add(first_events)
         self.committed = False
@@ -144,13 +152,13 @@ class JSONSink:
     async def complete(self) -> None:
         self.committed = True
         await send_json(
-            self._send, 200, self._builder.message(), headers=[("request-id", self._request_id)]
+            self._send, 200, self._builder.message(), headers=[("request-id", self._request_id), *self._headers]
         )
 
     async def fail(self, error: ProxyError, translator: ResponseTranslator) -> None:
         if not self.committed:
             self.committed = True
-            await send_error(self._send, error, headers=[("request-id", self._request_id)])
+            await send_error(self._send, error, headers=[("request-id", self._request_id), *self._headers])
 
 
 async def wait_for_disconnect(receive: Receive) -> None:
@@ -188,6 +196,10 @@ def _phase(translator: ResponseTranslator, answered: bool) -> str:
     return "finishing"
 
 
+def _refuses_thinking(status: int, body: bytes, request: TranslatedRequest) -> bool:
+    return status == 400 and b"does not support thinking" in body and bool(request.ollama.get("think"))
+
+
 async def relay_upstream(
     client: httpx.AsyncClient,
     settings: RelaySettings,
@@ -195,10 +207,13 @@ async def relay_upstream(
     translator: ResponseTranslator,
     sink: SSESink | JSONSink,
     progress: dict[str, Any],
+    on_thinking_refused: Callable[[], None] | None = None,
 ) -> None:
     """Stream Ollama's answer into ``sink``. Raises ProxyError for every failure.
 
     ``progress["answered"]`` is set once Ollama sent its status (for the cancel log line).
+    ``on_thinking_refused`` is called when Ollama refuses ``think`` for the model (the
+    request is then retried once without it).
     """
     url = str(client.base_url)
     start = trio.current_time()
@@ -211,13 +226,18 @@ async def relay_upstream(
                 async with client.stream("POST", CHAT_PATH, json=request.ollama) as response:
                     progress["answered"] = True
                     if response.status_code != 200:
-                        error = status_error(
-                            response.status_code, await response.aread(), model=request.ollama["model"]
-                        )
+                        body = await response.aread()
+                        error = status_error(response.status_code, body, model=request.ollama["model"])
                         backoff = 0.25 * 2 ** (attempt - 1)
                         busy = response.status_code == 503
                         if busy and attempt < settings.busy_retries and trio.current_time() + backoff < retry_until:
                             log.info("Ollama is busy (attempt %d); retrying in %.2f s", attempt, backoff)
+                        elif _refuses_thinking(response.status_code, body, request) and on_thinking_refused:
+                            # Our capabilities said it could think; Ollama says no: believe
+                            # Ollama, drop thinking, and try once more at once.
+                            request.ollama.pop("think")
+                            on_thinking_refused()
+                            backoff = 0
                         else:
                             raise error
                     else:
@@ -258,16 +278,22 @@ async def serve_messages(
     request: TranslatedRequest,
     translator: ResponseTranslator,
     request_id: str,
+    headers: list[tuple[str, str]] | None = None,
+    on_thinking_refused: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Answer one translated request; return facts for the request log: ``status`` (the
     HTTP status sent; 499 when the client left first), ``cancelled``, ``error``, and
-    ``first_output_at`` (trio clock) once the model produced output."""
+    ``first_output_at`` (trio clock) once the model produced output.
+
+    ``headers`` are extra response headers; the list may grow until the head is sent.
+    """
     first = translator.start()
+    headers = headers if headers is not None else []
     sink: SSESink | JSONSink
     if request.stream:
-        sink = SSESink(send, request_id=request_id, first_events=first)
+        sink = SSESink(send, request_id=request_id, first_events=first, headers=headers)
     else:
-        sink = JSONSink(send, request_id=request_id, first_events=first)
+        sink = JSONSink(send, request_id=request_id, first_events=first, headers=headers)
     progress: dict[str, Any] = {"answered": False, "responded": False, "cancelled": False, "error": None}
 
     async with trio.open_nursery() as nursery:
@@ -283,7 +309,7 @@ async def serve_messages(
         if isinstance(sink, SSESink):
             nursery.start_soon(keep_alive, sink, settings)
         try:
-            await relay_upstream(client, settings, request, translator, sink, progress)
+            await relay_upstream(client, settings, request, translator, sink, progress, on_thinking_refused)
             progress["responded"] = True
             progress["status"] = 200
             await sink.complete()

@@ -434,7 +434,7 @@ def test_only_max_tokens_when_nothing_else_is_given():
         ({"type": "enabled", "budget_tokens": 4000}, True),
         ({"type": "adaptive"}, True),
         ({"type": "disabled"}, False),
-        (None, "absent"),
+        (None, False),  # newer Ollama turns thinking on when the field is absent
     ],
     ids=["enabled", "adaptive", "disabled", "absent"],
 )

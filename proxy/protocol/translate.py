@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 from ..errors import RequestError
+from .thinking import decide_think
 
 __all__ = ["validate_request", "translate_request", "TranslatedRequest", "BILLING_HEADER_PREFIX"]
 
@@ -42,6 +43,8 @@ class TranslatedRequest:
     stream: bool
     #: name → input_schema of every tool offered to the model (for tool-call repair)
     tools: dict[str, dict[str, Any]]
+    #: the client asked for thinking and the model cannot think
+    thinking_dropped: bool = False
 
 
 def _fail(path: str, problem: str) -> RequestError:
@@ -394,21 +397,13 @@ def translate_options(body: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def translate_think(body: dict[str, Any]) -> bool | None:
-    """``think`` for Ollama: on for enabled/adaptive, off for disabled, unset when absent."""
-    thinking = body.get("thinking")
-    if not isinstance(thinking, dict):
-        return None
-    kind = thinking.get("type")
-    if kind in ("enabled", "adaptive"):
-        return True
-    if kind == "disabled":
-        return False
-    return None
-
-
-def translate_request(body: dict[str, Any], *, ollama_model: str) -> TranslatedRequest:
+def translate_request(
+    body: dict[str, Any], *, ollama_model: str, can_think: bool = True
+) -> TranslatedRequest:
     """Build the Ollama ``/api/chat`` body for a request that passed :func:`validate_request`.
+
+    ``can_think``: whether the model can think (from its capabilities); ``think`` is set
+    as :func:`~proxy.protocol.thinking.decide_think` says.
 
     Raises RequestError for content the local model cannot take (image URLs, PDFs).
     """
@@ -421,9 +416,9 @@ def translate_request(body: dict[str, Any], *, ollama_model: str) -> TranslatedR
     }
     if functions:
         ollama["tools"] = functions
-    think = translate_think(body)
-    if think is not None:
-        ollama["think"] = think
+    decision = decide_think(body, model=ollama_model, can_think=can_think)
+    if decision.think is not None:
+        ollama["think"] = decision.think
     output_config = body.get("output_config")
     if isinstance(output_config, dict) and isinstance(output_config.get("format"), dict):
         fmt = output_config["format"]
@@ -434,4 +429,5 @@ def translate_request(body: dict[str, Any], *, ollama_model: str) -> TranslatedR
         client_model=body["model"],
         stream=bool(body.get("stream", False)),
         tools=schemas,
+        thinking_dropped=decision.dropped,
     )
