@@ -13,7 +13,7 @@ import secrets
 from typing import Any, Callable
 
 from ..errors import ProxyError, UpstreamError, UpstreamProtocolError
-from ..protocol.tool_repair import coerce_arguments
+from ..protocol.tool_repair import repair_tool_call
 from .chunks import OllamaChunk, parse_chunk
 from .events import Event
 from .machine import ContentBlockMachine, State
@@ -106,11 +106,14 @@ class ResponseTranslator:
             events += machine.text(chunk.content)
             self.output_chars += len(chunk.content)
         for call in chunk.tool_calls:
-            arguments = coerce_arguments(call.name, call.arguments)
-            if arguments is not call.arguments and call.arguments is not None:
+            repaired = repair_tool_call(call.name, call.arguments, self.tools)
+            if repaired.changes:
                 self.repairs += 1
-            self.output_chars += len(call.name) + len(str(arguments))
-            events += machine.tool_use(tool_id=self._new_tool_id(), name=call.name, arguments=arguments)
+                log.info("repaired tool call %s: %s", repaired.name, "; ".join(repaired.changes))
+            self.output_chars += len(repaired.name) + len(str(repaired.arguments))
+            events += machine.tool_use(
+                tool_id=self._new_tool_id(), name=repaired.name, arguments=repaired.arguments
+            )
         if events:
             self.produced_output = True
         if chunk.done:
