@@ -18,6 +18,7 @@ from .chunks import OllamaChunk, parse_chunk
 from .events import Event
 from .machine import ContentBlockMachine, State
 from .ndjson import NDJSONDecoder
+from .text_calls import TextCall, TextCallFilter, TextPiece
 
 __all__ = ["ResponseTranslator", "new_tool_id", "new_message_id"]
 
@@ -68,6 +69,8 @@ class ResponseTranslator:
         self.output_chars = 0
         #: tool calls whose arguments had to be repaired (for the request log)
         self.repairs = 0
+        #: finds tool calls printed as text; only when the client offered tools
+        self.text_calls = TextCallFilter(list(self.tools)) if self.tools else None
 
     @property
     def approx_output_tokens(self) -> int:
@@ -103,19 +106,17 @@ class ResponseTranslator:
             events += machine.thinking(chunk.thinking)
             self.output_chars += len(chunk.thinking)
         if chunk.content:
-            events += machine.text(chunk.content)
             self.output_chars += len(chunk.content)
+            if self.text_calls is None:
+                events += machine.text(chunk.content)
+            else:
+                events += self._emit_text(self.text_calls.feed(chunk.content))
         for call in chunk.tool_calls:
-            repaired = repair_tool_call(call.name, call.arguments, self.tools)
-            if repaired.changes:
-                self.repairs += 1
-                log.info("repaired tool call %s: %s", repaired.name, "; ".join(repaired.changes))
-            self.output_chars += len(repaired.name) + len(str(repaired.arguments))
-            events += machine.tool_use(
-                tool_id=self._new_tool_id(), name=repaired.name, arguments=repaired.arguments
-            )
-        if events:
+            events += self._emit_call(call.name, call.arguments, printed=False)
+        if chunk.thinking or chunk.content or chunk.tool_calls:
             self.produced_output = True
+        if chunk.done and self.text_calls is not None:
+            events += self._emit_text(self.text_calls.finish())
         if chunk.done:
             self.done = True
             self.done_reason = chunk.done_reason
@@ -128,6 +129,29 @@ class ResponseTranslator:
                 output_tokens=chunk.eval_count,
                 truncated=chunk.done_reason == "length",
             )
+        return events
+
+    def _emit_call(self, name: str, arguments: Any, *, printed: bool) -> list[Event]:
+        repaired = repair_tool_call(name, arguments, self.tools)
+        changes = (("recovered a call the model printed as text",) if printed else ()) + repaired.changes
+        if changes:
+            self.repairs += 1
+            log.info("repaired tool call %s: %s", repaired.name, "; ".join(changes))
+        self.output_chars += len(repaired.name) + len(str(repaired.arguments))
+        return self.machine.tool_use(
+            tool_id=self._new_tool_id(), name=repaired.name, arguments=repaired.arguments
+        )
+
+    def _emit_text(self, pieces: list[TextPiece | TextCall]) -> list[Event]:
+        events: list[Event] = []
+        after_call = False
+        for piece in pieces:
+            if isinstance(piece, TextCall):
+                events += self._emit_call(piece.name, piece.arguments, printed=True)
+                after_call = True
+            elif not (after_call and not piece.text.strip()):  # the newline after a call
+                events += self.machine.text(piece.text)
+                after_call = False
         return events
 
     def end(self) -> list[Event]:
