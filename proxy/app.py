@@ -179,7 +179,22 @@ class ProxyApp:
         settings = self.settings
         ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
         capabilities = await self.capabilities.get(ollama_model)
-        request = translate_request(body, ollama_model=ollama_model, can_think=capabilities.thinking)
+        native_tools = capabilities.tools or not body.get("tools")
+        if not native_tools and not settings.tool_emulation:
+            callers = await self.capabilities.models_that("tools")
+            raise RequestError(
+                f"{ollama_model} cannot call tools, and tool_emulation is off. Models installed that can: "
+                + (", ".join(callers) if callers else "none (try `ollama pull qwen3:8b`)")
+            )
+        request = translate_request(
+            body,
+            ollama_model=ollama_model,
+            can_think=capabilities.thinking,
+            sequential_tools=settings.sequential_tools,
+            native_tools=native_tools,
+        )
+        if not native_tools:
+            log.info("request %s: %s has no native tool calling; tools are emulated in the prompt", request_id, ollama_model)
         headers: list[tuple[str, str]] = []
         if request.thinking_dropped:
             await self._thinking_dropped(ollama_model, headers)

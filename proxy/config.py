@@ -249,6 +249,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("busy_retry_window", 10.0, _parse_float, "seconds all busy retries may take"),
     Setting("graceful_timeout", 30.0, _parse_float, "seconds in-flight streams get on shutdown"),
     Setting(
+        "sequential_tools", True, _parse_bool,
+        "rewrite parallel tool calls in the history as rounds of one call and its result",
+    ),
+    Setting(
+        "tool_emulation", True, _parse_bool,
+        "describe tools in the prompt for models without native tool calling (off: a 400)",
+    ),
+    Setting(
         "strict_thinking", False, _parse_bool,
         "refuse (400) thinking requests to models that cannot think, instead of dropping thinking",
     ),

@@ -99,14 +99,15 @@ def test_every_row_of_the_table_has_a_flag():
 
 
 def test_yes_no_rows_get_both_flags_generically():
-    # a default-true row, as other branches add them (e.g. sequential_tools): --no-x turns it off
-    table = (*SETTINGS, Setting("sequential_tools", True, BOOL_PARSE, "one tool call per round"))
+    # a default-true row: --no-x turns it off
+    table = (*SETTINGS, Setting("example_toggle", True, BOOL_PARSE, "a yes/no setting"))
     parser = cli.build_parser(table)
-    assert parser.parse_args(["--no-sequential-tools"]).sequential_tools is False
-    assert parser.parse_args(["--sequential-tools"]).sequential_tools is True
-    assert parser.parse_args([]).sequential_tools is None  # not given: env, file or default decide
+    assert parser.parse_args(["--no-example-toggle"]).example_toggle is False
+    assert parser.parse_args(["--example-toggle"]).example_toggle is True
+    assert parser.parse_args([]).example_toggle is None  # not given: env, file or default decide
+    assert parser.parse_args(["--no-sequential-tools"]).sequential_tools is False  # a real row
     with pytest.raises(SystemExit):
-        parser.parse_args(["--sequential-tools", "yes"])
+        parser.parse_args(["--example-toggle", "yes"])
 
 
 # -- invalid values: exit code 2, naming where, which key and what was expected ----------

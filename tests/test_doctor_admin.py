@@ -84,11 +84,19 @@ async def test_model_not_installed(fake_ollama):
 
 
 async def test_model_without_tools_fails_and_names_models_that_have_them(fake_ollama):
-    code, checks, _ = await run_doctor(settings_for(fake_ollama.url, model_map=["opus=gemma3:4b"]))
+    code, checks, _ = await run_doctor(
+        settings_for(fake_ollama.url, model_map=["opus=gemma3:4b"], tool_emulation=False)
+    )
     assert code == 1
     tools = line(checks, "gemma3:4b tool calling")
     assert tools["verdict"] == "fail"
     assert "llama3.2:3b" in tools["fix"] and "qwen3:8b" in tools["fix"]
+
+
+async def test_model_without_tools_is_a_warning_while_tools_are_emulated(fake_ollama):
+    code, checks, _ = await run_doctor(settings_for(fake_ollama.url, model_map=["opus=gemma3:4b"]))
+    tools = line(checks, "gemma3:4b tool calling")
+    assert tools["verdict"] == "warn" and "emulates" in tools["detail"]
 
 
 async def test_haiku_only_shortcomings_are_warnings(fake_ollama):

@@ -30,8 +30,8 @@ def captured(request) -> dict[str, Any]:
     return json.loads(request.param.read_text(encoding="utf-8"))["body"]
 
 
-def translated(body: dict[str, Any]) -> dict[str, Any]:
-    return translate_request(validate_request(body), ollama_model=OLLAMA_MODEL).ollama
+def translated(body: dict[str, Any], **options: Any) -> dict[str, Any]:
+    return translate_request(validate_request(body), ollama_model=OLLAMA_MODEL, **options).ollama
 
 
 def blocks(body: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -296,7 +296,8 @@ def test_tool_results_come_before_the_rest_of_their_user_turn():
                 {"role": "assistant", "content": [tool_use("toolu_a", "Read", {"file_path": "/a"}), tool_use("toolu_b", "Bash", {"command": "ls"})]},
                 user(text("also, hurry"), {"type": "tool_result", "tool_use_id": "toolu_a", "content": "A"}, {"type": "tool_result", "tool_use_id": "toolu_b", "content": "B"}),
             ]
-        )
+        ),
+        sequential_tools=False,
     )["messages"]
     assert [(m["role"], m.get("tool_call_id"), m["content"]) for m in messages[1:]] == [
         ("assistant", None, ""),

@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 from ..errors import RequestError
+from .history import emulate_tools, pair_tool_results, sequentialize, tool_choice_instruction
 from .thinking import decide_think
 
 __all__ = ["validate_request", "translate_request", "TranslatedRequest", "BILLING_HEADER_PREFIX"]
@@ -398,23 +399,43 @@ def translate_options(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def translate_request(
-    body: dict[str, Any], *, ollama_model: str, can_think: bool = True
+    body: dict[str, Any],
+    *,
+    ollama_model: str,
+    can_think: bool = True,
+    sequential_tools: bool = True,
+    native_tools: bool = True,
 ) -> TranslatedRequest:
     """Build the Ollama ``/api/chat`` body for a request that passed :func:`validate_request`.
 
     ``can_think``: whether the model can think (from its capabilities); ``think`` is set
-    as :func:`~proxy.protocol.thinking.decide_think` says.
+    as :func:`~proxy.protocol.thinking.decide_think` says. ``sequential_tools``: rewrite
+    parallel tool calls as rounds of one. ``native_tools``: False for a model without tool
+    calling: the tools are described in the system prompt instead (see
+    :mod:`proxy.protocol.history`).
 
     Raises RequestError for content the local model cannot take (image URLs, PDFs).
     """
     functions, schemas = translate_tools(body)
+    history = pair_tool_results(body["messages"])
+    if sequential_tools:
+        history = sequentialize(history)
+    messages = translate_messages({**body, "messages": history})
+    instruction = tool_choice_instruction(body) if functions else None
+    if instruction:
+        if messages and messages[0]["role"] == "system":
+            messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{instruction}"}
+        else:
+            messages.insert(0, {"role": "system", "content": instruction})
+    if functions and not native_tools:
+        messages = emulate_tools(messages, functions)
     ollama: dict[str, Any] = {
         "model": ollama_model,
-        "messages": translate_messages(body),
+        "messages": messages,
         "stream": True,
         "options": translate_options(body),
     }
-    if functions:
+    if functions and native_tools:
         ollama["tools"] = functions
     decision = decide_think(body, model=ollama_model, can_think=can_think)
     if decision.think is not None:
