@@ -25,7 +25,8 @@ from .logs import configure_logging, request_context
 from .ollama_admin import list_models
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
-from .protocol.tokens import estimate_tokens
+from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
+from .protocol.tokens import Calibration, estimate_tokens
 from .protocol.translate import translate_request, validate_request
 from .relay import RelaySettings, serve_messages
 from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
@@ -48,6 +49,14 @@ def _without_body(send: Send) -> Send:
         await send(message)
 
     return send_head
+
+
+def _keep_alive(value: str) -> str | int:
+    """Ollama takes a duration string ("30m") or a number of seconds (-1: forever)."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
 
 
 #: Tells the client its thinking request was dropped because the model cannot think.
@@ -105,6 +114,9 @@ class ProxyApp:
         )
         self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
         self.capabilities = CapabilityCache(self.client)
+        self.calibration = Calibration()
+        #: the largest num_ctx each model got so far: it only grows (a change reloads the model)
+        self.num_ctx_high_water: dict[str, int] = {}
         log.info("proxy ready: Ollama at %s, default model %s", settings.ollama_url, settings.default_model)
 
     async def shutdown(self) -> None:
@@ -203,9 +215,21 @@ class ProxyApp:
             self.capabilities.forget(ollama_model, "Ollama says it does not support thinking")
             self.capabilities.warn_thinking_dropped(ollama_model)
             headers.append(THINKING_DROPPED_HEADER)
-        translator = ResponseTranslator(
-            client_model=body["model"], input_tokens=estimate_tokens(body), tools=request.tools
+        raw_estimate = estimate_tokens(body)
+        estimate = self.calibration.apply(ollama_model, raw_estimate)
+        num_ctx = choose_num_ctx(
+            estimate=estimate,
+            max_tokens=body["max_tokens"],
+            model_max=capabilities.context_length,
+            policy=ContextPolicy(pinned=settings.num_ctx, maximum=settings.max_num_ctx),
+            high_water=self.num_ctx_high_water.get(ollama_model, 0),
         )
+        if num_ctx > self.num_ctx_high_water.get(ollama_model, 0):
+            self.num_ctx_high_water[ollama_model] = num_ctx
+        request.ollama["options"]["num_ctx"] = num_ctx
+        if settings.keep_alive:
+            request.ollama["keep_alive"] = _keep_alive(settings.keep_alive)
+        translator = ResponseTranslator(client_model=body["model"], input_tokens=estimate, tools=request.tools)
         record = RequestRecord(
             request_id=request_id,
             client_model=body["model"],
@@ -229,7 +253,21 @@ class ProxyApp:
             headers=headers,
             on_thinking_refused=thinking_refused,
         )
+        self._learn_prompt_size(ollama_model, raw_estimate, translator.input_tokens, num_ctx)
         log_request_end(record, ended=trio.current_time(), outcome=outcome, translator=translator)
+
+    def _learn_prompt_size(self, model: str, raw_estimate: int, actual: int, num_ctx: int) -> None:
+        """Calibrate the estimator from Ollama's real count; warn when the prompt was cut."""
+        if not actual:
+            return
+        if looks_truncated(actual, num_ctx):
+            log.warning(
+                "%s: Ollama evaluated %d prompt tokens with num_ctx %d (estimate %d): the prompt was"
+                " probably truncated; raise max_num_ctx or use a model with a longer context",
+                model, actual, num_ctx, raw_estimate,
+            )
+            return
+        self.calibration.observe(model, raw_estimate, actual)
 
     async def _thinking_dropped(self, model: str, headers: list[tuple[str, str]]) -> None:
         """The client asked for thinking from a model that cannot think: drop it and say so
@@ -247,7 +285,12 @@ class ProxyApp:
         body = await self._read_json(receive)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise RequestError("messages: field required (an array)")
-        await send_json(send, 200, {"input_tokens": estimate_tokens(body)})
+        model = body.get("model")
+        estimate = estimate_tokens(body)
+        if isinstance(model, str):
+            ollama_model = resolve_model(model, self.settings.model_map, self.settings.default_model)
+            estimate = self.calibration.apply(ollama_model, estimate)
+        await send_json(send, 200, {"input_tokens": estimate})
 
     async def models(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """Anthropic's model list: the model map's named keys and Ollama's installed models."""

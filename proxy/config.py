@@ -256,6 +256,9 @@ SETTINGS: tuple[Setting, ...] = (
         "tool_emulation", True, _parse_bool,
         "describe tools in the prompt for models without native tool calling (off: a 400)",
     ),
+    Setting("num_ctx", 0, _parse_int, "pin Ollama's num_ctx for every request (0: size each request to fit)"),
+    Setting("max_num_ctx", 0, _parse_int, "the largest num_ctx the proxy asks for (0: the model's own maximum)"),
+    Setting("keep_alive", None, _parse_optional_str, "how long Ollama keeps the model loaded (e.g. 30m, -1); unset: Ollama's default"),
     Setting(
         "strict_thinking", False, _parse_bool,
         "refuse (400) thinking requests to models that cannot think, instead of dropping thinking",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["estimate_tokens", "IMAGE_TOKENS", "CHARS_PER_TOKEN"]
+__all__ = ["estimate_tokens", "Calibration", "IMAGE_TOKENS", "CHARS_PER_TOKEN"]
 
 #: A fixed cost per image: local vision encoders use a few hundred tokens per image.
 IMAGE_TOKENS = 768
@@ -46,3 +46,38 @@ def estimate_tokens(body: dict[str, Any], *, chars_per_token: float = CHARS_PER_
     messages = body.get("messages")
     overhead = 4 * len(messages) if isinstance(messages, list) else 0
     return int(acc[0] / chars_per_token) + acc[1] * IMAGE_TOKENS + overhead + 1
+
+
+class Calibration:
+    """Per-model correction of :func:`estimate_tokens`, learnt from Ollama's real counts.
+
+    ``observe(model, estimate, actual)`` after a request whose ``prompt_eval_count`` is known;
+    ``apply(model, estimate)`` before the next. The factor is a moving average of
+    actual / estimate. Observations far off (Ollama counts only the uncached part of a
+    prompt when it reuses its KV cache, which looks like a tiny count) are ignored.
+    """
+
+    #: weight of the newest observation
+    ALPHA = 0.5
+    #: ratios outside this range are not about the tokenizer: ignored
+    PLAUSIBLE = (0.4, 3.0)
+
+    def __init__(self) -> None:
+        self._factors: dict[str, float] = {}
+
+    def factor(self, model: str) -> float:
+        return self._factors.get(model, 1.0)
+
+    def apply(self, model: str, estimate: int) -> int:
+        return max(1, round(estimate * self.factor(model)))
+
+    def observe(self, model: str, estimate: int, actual: int) -> bool:
+        """Learn from one request; return whether the observation was used."""
+        if estimate <= 0 or actual <= 0:
+            return False
+        ratio = actual / estimate
+        if not self.PLAUSIBLE[0] <= ratio <= self.PLAUSIBLE[1]:
+            return False
+        previous = self._factors.get(model)
+        self._factors[model] = ratio if previous is None else previous + self.ALPHA * (ratio - previous)
+        return True
