@@ -16,7 +16,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 3000
 ARGS   ?=
 
-.PHONY: install run dev stop claude test lock clean
+.PHONY: install run dev stop claude test lock clean bench
 
 # Every dependency is pinned with its hashes; pip refuses anything else (--require-hashes)
 # and installs no source distribution (--only-binary): no code runs at install time.
@@ -62,3 +62,7 @@ lock:
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .hypothesis
+
+# Benchmarks are not tests: timings are printed, never asserted.
+bench: $(STAMP)
+	$(BIN)/python bench/bench_translate.py
