@@ -69,6 +69,8 @@ class ResponseTranslator:
         self.output_chars = 0
         #: tool calls whose arguments had to be repaired (for the request log)
         self.repairs = 0
+        #: events of the good lines read together with a bad one (sent before the error)
+        self._unsent: list[Event] = []
         #: finds tool calls printed as text; only when the client offered tools
         self.text_calls = TextCallFilter(list(self.tools)) if self.tools else None
 
@@ -90,8 +92,13 @@ class ResponseTranslator:
 
     def feed(self, data: bytes) -> list[Event]:
         events: list[Event] = []
-        for obj in self.decoder.feed(data):
-            events += self.feed_chunk(parse_chunk(obj))
+        try:
+            for obj in self.decoder.feed(data):
+                events += self.feed_chunk(parse_chunk(obj))
+        except UpstreamError:
+            # Lines before the bad one were good: their events go out before the error.
+            self._unsent = events
+            raise
         return events
 
     def feed_chunk(self, chunk: OllamaChunk) -> list[Event]:
@@ -167,4 +174,5 @@ class ResponseTranslator:
             return []
         if self.machine.state is State.AWAITING_START:
             self.start()  # state only: the error event is all the client gets
-        return self.machine.fail(error_type=error.error_type, message=error.message)
+        unsent, self._unsent = self._unsent, []
+        return unsent + self.machine.fail(error_type=error.error_type, message=error.message)
