@@ -16,7 +16,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 3000
 ARGS   ?=
 
-.PHONY: install run dev stop claude test lock clean bench
+.PHONY: install run dev stop claude test lock clean bench fuzz
 
 # Every dependency is pinned with its hashes; pip refuses anything else (--require-hashes)
 # and installs no source distribution (--only-binary): no code runs at install time.
@@ -66,3 +66,7 @@ clean:
 # Benchmarks are not tests: timings are printed, never asserted.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_translate.py
+
+# The fuzz harness for minutes: FUZZ_EXAMPLES=N sets the examples per property (default 20000).
+fuzz: $(STAMP)
+	FUZZ_PROFILE=long $(BIN)/python -m pytest -q fuzz $(ARGS)

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import os
 
+import contextlib
+
+import trio
 from hypothesis import HealthCheck, settings
 
-from tests.conftest import fake_ollama, proxy, start_proxy  # noqa: F401  (fixtures)
+from proxy.config import load_settings
+from proxy.server import serve
+from tests.conftest import MODELS, fake_ollama, proxy, start_proxy  # noqa: F401  (fixtures)
+from tests.fake_ollama import FakeOllama
 
 _examples = os.environ.get("FUZZ_EXAMPLES")
 settings.register_profile(
@@ -26,3 +32,20 @@ settings.load_profile(os.environ.get("FUZZ_PROFILE", "ci"))
 
 #: the server-path fuzz is ~100x slower per example than the sans-I/O one
 SERVER_EXAMPLES = max(5, settings().max_examples // 10)
+
+
+@contextlib.asynccontextmanager
+async def running_proxy(**overrides):
+    """A fake Ollama and the real proxy for one example (Hypothesis runs examples outside
+    pytest-trio's fixtures). Yields (fake, proxy URL); everything stops on exit."""
+    async with trio.open_nursery() as nursery:
+        fake = FakeOllama(models=list(MODELS))
+        await nursery.start(fake.serve)
+        values = {"host": "127.0.0.1", "port": 0, "ollama_url": fake.url, "log_level": "WARNING", **overrides}
+        settings_ = load_settings(values, environ={}, read_config_file=False)
+        urls = await nursery.start(serve, settings_)
+        try:
+            with trio.fail_after(30):
+                yield fake, urls[0]
+        finally:
+            nursery.cancel_scope.cancel()
