@@ -134,6 +134,23 @@ Available tools (JSON Schema of their arguments):
 """
 
 
+def _images_of(message: dict[str, Any]) -> dict[str, Any]:
+    return {"images": message["images"]} if message.get("images") else {}
+
+
+def _append_user(out: list[dict[str, Any]], message: dict[str, Any]) -> None:
+    """Append a user message, merged into a user message just before it (results of one
+    turn, then the turn's own text, form one user message)."""
+    if not out or out[-1]["role"] != "user":
+        out.append(message)
+        return
+    merged = dict(out[-1])
+    merged["content"] = f"{merged['content']}\n\n{message['content']}"
+    if message.get("images"):
+        merged["images"] = merged.get("images", []) + message["images"]
+    out[-1] = merged
+
+
 def emulate_tools(messages: list[dict[str, Any]], functions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Ollama messages for a model without native tools: the tools described in the
     system prompt, past calls and results as text in the same format."""
@@ -164,23 +181,9 @@ def emulate_tools(messages: list[dict[str, Any]], functions: list[dict[str, Any]
         elif role == "tool":
             name = message.get("tool_name", "tool")
             text = f'<tool_response name="{name}">\n{message["content"]}\n</tool_response>'
-            user = {"role": "user", "content": text}
-            if message.get("images"):
-                user["images"] = message["images"]
-            if out and out[-1]["role"] == "user":  # results of one turn in one user message
-                merged = dict(out[-1])
-                merged["content"] = f"{merged['content']}\n\n{text}"
-                if user.get("images"):
-                    merged["images"] = merged.get("images", []) + user["images"]
-                out[-1] = merged
-            else:
-                out.append(user)
-        elif role == "user" and out and out[-1]["role"] == "user":
-            merged = dict(out[-1])
-            merged["content"] = f"{merged['content']}\n\n{message['content']}"
-            if message.get("images"):
-                merged["images"] = merged.get("images", []) + message["images"]
-            out[-1] = merged
+            _append_user(out, {"role": "user", "content": text, **_images_of(message)})
+        elif role == "user":
+            _append_user(out, message)
         else:
             out.append(message)
     if out and out[0]["role"] == "system":

@@ -174,6 +174,19 @@ def _document_text(block: dict[str, Any], path: str) -> str:
     return f"{header}{body}\n</document>"
 
 
+def _add_media(block: Any, kind: Any, path: str, texts: list[str], images: list[str]) -> bool:
+    """Add a text, image or document block to ``texts``/``images``; False for other kinds."""
+    if kind == "text":
+        texts.append(_text_of(block, path))
+    elif kind == "image":
+        images.append(_image_data(block, path))
+    elif kind == "document":
+        texts.append(_document_text(block, path))
+    else:
+        return False
+    return True
+
+
 def _tool_result(
     block: dict[str, Any], path: str, tool_names: dict[str, str]
 ) -> dict[str, Any]:
@@ -189,13 +202,7 @@ def _tool_result(
         for k, inner in enumerate(content):
             inner_path = f"{path}.content.{k}"
             kind = inner.get("type") if isinstance(inner, dict) else None
-            if kind == "text":
-                texts.append(_text_of(inner, inner_path))
-            elif kind == "image":
-                images.append(_image_data(inner, inner_path))
-            elif kind == "document":
-                texts.append(_document_text(inner, inner_path))
-            else:
+            if not _add_media(inner, kind, inner_path, texts, images):
                 log.info("dropped a %r block inside a tool_result at %s", kind, inner_path)
     elif content is not None:
         raise _fail(f"{path}.content", "must be a string or an array of content blocks")
@@ -226,15 +233,9 @@ def _user_turn(
     for j, block in enumerate(content):
         block_path = f"{path}.content.{j}"
         kind = block["type"]
-        if kind == "text":
-            texts.append(_text_of(block, block_path))
-        elif kind == "image":
-            images.append(_image_data(block, block_path))
-        elif kind == "document":
-            texts.append(_document_text(block, block_path))
-        elif kind == "tool_result":
+        if kind == "tool_result":
             tool_messages.append(_tool_result(block, block_path, tool_names))
-        else:
+        elif not _add_media(block, kind, block_path, texts, images):
             log.info("dropped a %r block at %s: the local model cannot use it", kind, block_path)
     result = tool_messages
     if texts or images or not tool_messages:
