@@ -143,7 +143,7 @@ def _model_checks(settings: Any, model: str, roles: list[str], facts: Facts, too
         checks.append(Check(f"{model} tool calling", Verdict.OK, "supported"))
     else:
         others = ", ".join(tool_models[:4]) or "none installed; e.g. qwen3:8b or qwen3-coder:30b"
-        emulated = bool(getattr(settings, "tool_emulation", False))  # a row of the tool-calling work
+        emulated = settings.tool_emulation
         verdict = Verdict.WARN if emulated or minor else Verdict.FAIL
         detail = "no native tool calling" + ("; the proxy emulates it in the prompt (less reliable)" if emulated else
                                               "; Claude Code acts only through tools")
@@ -152,7 +152,7 @@ def _model_checks(settings: Any, model: str, roles: list[str], facts: Facts, too
     if found.thinking:
         checks.append(Check(f"{model} thinking", Verdict.OK, "supported"))
     else:
-        strict = bool(getattr(settings, "strict_thinking", False))  # a row of the thinking work
+        strict = settings.strict_thinking
         verdict = Verdict.FAIL if strict else (Verdict.INFO if minor else Verdict.WARN)
         checks.append(
             Check(f"{model} thinking", verdict, "not supported: thinking requests are answered without thinking"

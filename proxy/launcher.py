@@ -112,12 +112,10 @@ async def find_running_proxy(host: str, port: int, *, timeout: float = 1.5) -> s
 
 def _effective_window(settings: Any, context_length: int) -> int:
     """What the proxy will actually give a model: its context length, or less when the
-    settings pin or cap num_ctx (``num_ctx``/``max_num_ctx``, rows added with the
-    context-window work; absent here they change nothing)."""
+    settings pin or cap num_ctx (``num_ctx``/``max_num_ctx``; 0 means not set)."""
     window = context_length
-    for name in ("num_ctx", "max_num_ctx"):
-        value = getattr(settings, name, None)
-        if isinstance(value, int) and value > 0:
+    for value in (settings.num_ctx, settings.max_num_ctx):
+        if value > 0:
             window = min(window, value)
     return window
 
