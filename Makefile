@@ -66,6 +66,7 @@ clean:
 # Benchmarks are not tests: timings are printed, never asserted.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_translate.py
+	$(BIN)/python bench/bench_stream.py
 
 # The fuzz harness for minutes: FUZZ_EXAMPLES=N sets the examples per property (default 20000).
 fuzz: $(STAMP)
