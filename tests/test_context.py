@@ -23,7 +23,7 @@ from tests.fake_ollama import Recorded, text_stream
         (100, 5, 40960, ContextPolicy(), 0, 8192),
         (20000, 128000, 131072, ContextPolicy(), 0, 32768),
         (30000, 128000, 40960, ContextPolicy(), 0, 40960),  # capped by the model
-        (30000, 128000, 131072, ContextPolicy(maximum=32768), 0, 32768),  # capped by max_num_ctx
+        (20000, 128000, 131072, ContextPolicy(maximum=32768), 0, 32768),  # capped by max_num_ctx
         (100, 5, 131072, ContextPolicy(), 65536, 65536),  # never shrinks: a change reloads the model
         (100, 5, 131072, ContextPolicy(pinned=12345), 0, 12345),
         (100, 5, None, ContextPolicy(), 0, 8192),
@@ -36,13 +36,14 @@ def test_num_ctx_policy(estimate, max_tokens, model_max, policy, high_water, exp
 
 def test_a_prompt_over_the_maximum_is_refused():
     with pytest.raises(PromptTooLong) as caught:
-        choose_num_ctx(estimate=50000, max_tokens=10, model_max=40960, policy=ContextPolicy())
-    assert caught.value.message == "prompt is too long: 50000 tokens > 40960 maximum"
+        choose_num_ctx(estimate=35000, max_tokens=64000, model_max=40960, policy=ContextPolicy())
+    # 8192 tokens of the window are kept for the answer
+    assert caught.value.message == "prompt is too long: 35000 tokens > 32768 maximum"
     assert caught.value.status == 400
 
 
 def test_truncation_is_recognized():
-    assert looks_truncated(4096, 4096) and not looks_truncated(3000, 4096)
+    assert looks_truncated(4096, 4096) and looks_truncated(3900, 4096) and not looks_truncated(3000, 4096)
 
 
 def test_calibration_learns_and_ignores_cache_hits():
@@ -67,7 +68,7 @@ async def test_overflow_is_the_400_claude_code_compacts_on(fake_ollama, proxy):
             await trio.to_thread.run_sync(lambda: proxy.client().messages.create(
                 **{k: v for k, v in body.items() if k != "stream"}))
     message = caught.value.body["error"]["message"]
-    assert message.startswith("prompt is too long: ") and message.endswith(" tokens > 40960 maximum")
+    assert message.startswith("prompt is too long: ") and message.endswith(" tokens > 32768 maximum")
     assert fake_ollama.chat_requests == []  # refused before Ollama could truncate it
 
 

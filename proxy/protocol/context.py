@@ -12,7 +12,8 @@ Claude Code's first request is already 15–60k tokens. So the proxy sets ``num_
   ``num_ctx`` makes Ollama reload the model, so the value only grows;
 * ``num_ctx`` (a setting) pins it.
 
-A prompt estimated above the cap is refused up front with the 400 Claude Code compacts on.
+A prompt that leaves no room for the answer (``min(max_tokens, OUTPUT_HEADROOM, cap / 4)``)
+is refused up front with the 400 Claude Code compacts on.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ def choose_num_ctx(
     """The ``num_ctx`` for one request. Raises PromptTooLong when the prompt cannot fit."""
     caps = [c for c in (model_max, policy.maximum or None) if c]
     limit = min(caps) if caps else None
-    if limit is not None and estimate >= limit:
-        raise PromptTooLong(estimate, limit)
+    if limit is not None:
+        # The answer needs room in the same window: a prompt that fills it leaves none.
+        room = min(max_tokens, OUTPUT_HEADROOM, limit // 4)
+        if estimate + room > limit:
+            raise PromptTooLong(estimate, limit - room)
     if policy.pinned:
         return policy.pinned
     need = estimate + min(max_tokens, OUTPUT_HEADROOM)
@@ -59,5 +63,5 @@ def choose_num_ctx(
 
 
 def looks_truncated(prompt_eval_count: int, num_ctx: int) -> bool:
-    """Ollama reports a prompt that filled the window: it was most likely cut."""
-    return num_ctx > 0 and prompt_eval_count >= num_ctx - 16
+    """Ollama reports a prompt that (nearly) filled the window: it was most likely cut."""
+    return num_ctx > 0 and prompt_eval_count >= 0.95 * num_ctx
