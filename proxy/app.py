@@ -7,9 +7,11 @@ routed by (method, path) to a handler. Every error leaves in Anthropic's shape.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
+from importlib import resources
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
@@ -18,9 +20,12 @@ import trio
 
 from . import __version__
 from .asgi import ClientDisconnected, Receive, Scope, Send, header, read_body, send_error, send_json, send_response
+from .broadcast import Broadcast
 from .capabilities import CapabilityCache
 from .config import ConfigError, is_loopback_host, load_settings
 from .errors import AuthenticationError, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
+from .events_socket import reject_handshake, serve_events
+from .live import LiveRequests
 from .logs import configure_logging, request_context
 from .ollama_admin import list_models
 from .protocol.model_list import model_entries, paginate, parse_list_query
@@ -81,6 +86,8 @@ class ProxyApp:
         self.client: httpx.AsyncClient | None = None
         self.capabilities: CapabilityCache | None = None
         self.relay_settings = RelaySettings()
+        #: the live view (GET /v1/events, tail, the dashboard); replaced at startup
+        self.live = LiveRequests(Broadcast())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -88,7 +95,7 @@ class ProxyApp:
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
+            await self._websocket(scope, receive, send)
 
     # -- lifespan ------------------------------------------------------------------
 
@@ -112,6 +119,7 @@ class ProxyApp:
             busy_retries=max(1, settings.busy_retries),
             busy_retry_window=settings.busy_retry_window,
         )
+        self.live = LiveRequests(Broadcast(buffer=settings.events_buffer))
         self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
         self.capabilities = CapabilityCache(self.client)
         self.calibration = Calibration()
@@ -119,7 +127,13 @@ class ProxyApp:
         self.num_ctx_high_water: dict[str, int] = {}
         log.info("proxy ready: Ollama at %s, default model %s", settings.ollama_url, settings.default_model)
 
+    def close_live_view(self) -> None:
+        """End every /v1/events connection (close code 1001): a viewer must not hold a
+        graceful shutdown open, and `tail` reconnects to the next proxy."""
+        self.live.broadcast.close()
+
     async def shutdown(self) -> None:
+        self.close_live_view()
         if self.client is not None:
             with trio.move_on_after(5, shield=True):
                 await self.client.aclose()
@@ -166,7 +180,24 @@ class ProxyApp:
                 log.info("request %s: %s %s: %s", request_id, method, path, exc.message)
             await send_error(send, exc, headers=[("request-id", request_id)])
 
-    def _authenticate(self, scope: Scope) -> None:
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The one WebSocket route, ``/v1/events``; any other path is refused with a 404."""
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        path = scope["path"].rstrip("/")
+        try:
+            if path != "/v1/events":
+                raise NotFound(f"no WebSocket route at {scope['path']}; the live feed is /v1/events")
+            self._authenticate(scope, query_key=True)
+        except ProxyError as exc:
+            log.info("WebSocket %s refused: %s", scope["path"], exc.message)
+            await reject_handshake(scope, send, exc)
+            return
+        await serve_events(receive, send, self.live)
+
+    def _authenticate(self, scope: Scope, *, query_key: bool = False) -> None:
+        """``query_key``: also take ``?api_key=`` (browsers cannot set a WebSocket's headers)."""
         expected = self.settings.api_key if self.settings is not None else None
         if not expected:
             return  # any key, or none, while no key is configured
@@ -174,6 +205,9 @@ class ProxyApp:
         authorization = header(scope, b"authorization")
         if presented is None and authorization and authorization.lower().startswith("bearer "):
             presented = authorization[7:].strip()
+        if presented is None and query_key:
+            values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("api_key")
+            presented = values[0] if values else None
         if presented is None or not secrets.compare_digest(presented.encode(), expected.encode()):
             raise AuthenticationError("invalid API key: present the proxy's key as x-api-key or a Bearer token")
 
@@ -187,7 +221,18 @@ class ProxyApp:
     # -- handlers ------------------------------------------------------------------
 
     async def messages(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        facts: dict[str, Any] = {}
+        try:
+            await self._messages(receive, send, request_id, facts)
+        except ProxyError as exc:
+            # Refused before it reached Ollama (the relay answers every later failure
+            # itself): the live view shows it too.
+            self.live.rejected(request_id, exc, model=facts.get("model"))
+            raise
+
+    async def _messages(self, receive: Receive, send: Send, request_id: str, facts: dict[str, Any]) -> None:
         body = validate_request(await self._read_json(receive))
+        facts["model"] = body["model"]
         settings = self.settings
         ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
         capabilities = await self.capabilities.get(ollama_model)
@@ -242,19 +287,42 @@ class ProxyApp:
         )
         log_request_start(record)
         log_request_bodies(record, body, request.ollama)
-        outcome = await serve_messages(
-            receive,
-            send,
-            client=self.client,
-            settings=self.relay_settings,
-            request=request,
-            translator=translator,
+        watch = self.live.watch(
             request_id=request_id,
-            headers=headers,
-            on_thinking_refused=thinking_refused,
+            model=body["model"],
+            ollama_model=ollama_model,
+            stream=request.stream,
+            messages=record.messages,
+            tools=record.tools,
+            input_tokens=estimate,
+            num_ctx=num_ctx,
+            now=record.started,
         )
+        outcome: dict[str, Any] | None = None
+        try:
+            outcome = await serve_messages(
+                receive,
+                send,
+                client=self.client,
+                settings=self.relay_settings,
+                request=request,
+                translator=translator,
+                request_id=request_id,
+                headers=headers,
+                on_thinking_refused=thinking_refused,
+                watch=watch,
+            )
+        finally:
+            if outcome is None:  # cancelled from outside: the server's shutdown ran out of grace
+                watch.finish(
+                    outcome={"cancelled": True, "phase": "shutdown", "status": 499},
+                    translator=translator,
+                    now=trio.current_time(),
+                )
         self._learn_prompt_size(ollama_model, raw_estimate, translator.input_tokens, num_ctx)
-        log_request_end(record, ended=trio.current_time(), outcome=outcome, translator=translator)
+        ended = trio.current_time()
+        log_request_end(record, ended=ended, outcome=outcome, translator=translator)
+        watch.finish(outcome=outcome, translator=translator, now=ended)
 
     def _learn_prompt_size(self, model: str, raw_estimate: int, actual: int, num_ctx: int) -> None:
         """Calibrate the estimator from Ollama's real count; warn when the prompt was cut."""
@@ -322,6 +390,36 @@ class ProxyApp:
         )
 
 
+    async def events_over_http(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        raise RequestError(
+            "/v1/events is a WebSocket: connect with a WebSocket client, e.g."
+            " `claude-code-ollama-proxy tail`, or open /dashboard in a browser"
+        )
+
+    async def dashboard(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        """The live view's one self-contained page (docs/LIVE.md). It holds no data: it
+        reads /v1/events, which checks the key."""
+        await send_response(
+            send,
+            200,
+            dashboard_page(),
+            content_type="text/html; charset=utf-8",
+            headers=[
+                # Nothing but this origin: the page works offline and leaks nothing.
+                ("content-security-policy",
+                 "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline';"
+                 " connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"),
+                ("cache-control", "no-cache"),
+                ("x-content-type-options", "nosniff"),
+            ],
+        )
+
+
+@functools.cache
+def dashboard_page() -> bytes:
+    return resources.files("proxy").joinpath("dashboard.html").read_bytes()
+
+
 #: path → method → handler
 ROUTES: dict[str, dict[str, Handler]] = {
     "/": {"GET": ProxyApp.root},
@@ -329,6 +427,8 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/messages": {"POST": ProxyApp.messages},
     "/v1/messages/count_tokens": {"POST": ProxyApp.count_tokens},
     "/v1/models": {"GET": ProxyApp.models},
+    "/v1/events": {"GET": ProxyApp.events_over_http},
+    "/dashboard": {"GET": ProxyApp.dashboard},
 }
 
 app = ProxyApp()

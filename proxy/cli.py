@@ -103,6 +103,14 @@ def build_parser(table: Sequence[Setting] = SETTINGS) -> argparse.ArgumentParser
     models = commands.add_parser("models", help="list installed Ollama models", allow_abbrev=False)
     models.add_argument("--json", action="store_true", help="print the list as JSON")
     _add_setting_flags(models, table, suppress=True)
+    tail = commands.add_parser(
+        "tail", help="print the live feed of requests, one line per event (reconnects)", allow_abbrev=False
+    )
+    tail.add_argument("--json", action="store_true", help="print each event as its raw JSON")
+    tail.add_argument(
+        "--url", metavar="URL", help="the proxy to watch (default: http://HOST:PORT from the settings)"
+    )
+    _add_setting_flags(tail, table, suppress=True)
     pull = commands.add_parser("pull", help="pull an Ollama model, with progress", allow_abbrev=False)
     pull.add_argument("model", metavar="MODEL")
     _add_setting_flags(pull, table, suppress=True)
@@ -218,11 +226,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(lambda: admin_commands.models(settings, as_json=args.json))
         if command == "pull":
             return trio.run(lambda: admin_commands.pull(settings, args.model))
+        if command == "tail":
+            return _tail(settings, url=args.url, as_json=args.json)
     except ConfigError as exc:
         return _fail(str(exc), 2)
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {command}")
+
+
+def _tail(settings: Any, *, url: str | None, as_json: bool) -> int:
+    from .tail import TailRefused, tail
+
+    if url is None:
+        host = settings.host
+        if host in ("0.0.0.0", "::", ""):  # listening everywhere: watch it on loopback
+            host = "127.0.0.1" if host != "::" else "::1"
+        url = f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+    try:
+        trio.run(lambda: tail(url, api_key=settings.api_key, as_json=as_json))
+    except TailRefused as exc:
+        return _fail(str(exc), 1)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+    return 0
 
 
 def _serve(settings: Any, *, pid_file: str | None) -> int:

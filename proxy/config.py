@@ -95,6 +95,13 @@ def _parse_port(value: Any) -> int:
     return port
 
 
+def _parse_positive_int(value: Any) -> int:
+    result = _parse_int(value)
+    if result < 1:
+        raise ValueError("expected a whole number >= 1")
+    return result
+
+
 def _parse_float(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number of seconds")
@@ -262,6 +269,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "strict_thinking", False, _parse_bool,
         "refuse (400) thinking requests to models that cannot think, instead of dropping thinking",
+    ),
+    Setting(
+        "events_buffer", 1000, _parse_positive_int,
+        "live-view events buffered per /v1/events viewer; a slow viewer loses its oldest ones",
     ),
 )
 

@@ -27,6 +27,7 @@ import trio
 
 from .asgi import Receive, Send, send_error, send_json
 from .errors import ProxyError, UpstreamTimeout
+from .live import RequestWatch
 from .protocol.translate import TranslatedRequest
 from .stream.events import Event, Ping, encode_sse
 from .stream.message import MessageBuilder
@@ -208,12 +209,14 @@ async def relay_upstream(
     sink: SSESink | JSONSink,
     progress: dict[str, Any],
     on_thinking_refused: Callable[[], None] | None = None,
+    watch: RequestWatch | None = None,
 ) -> None:
     """Stream Ollama's answer into ``sink``. Raises ProxyError for every failure.
 
     ``progress["answered"]`` is set once Ollama sent its status (for the cancel log line).
     ``on_thinking_refused`` is called when Ollama refuses ``think`` for the model (the
-    request is then retried once without it).
+    request is then retried once without it). ``watch`` (the live view) hears of each
+    piece that carried output.
     """
     url = str(client.base_url)
     start = trio.current_time()
@@ -246,8 +249,11 @@ async def relay_upstream(
                             async for data in chunks:
                                 events = translator.feed(data)
                                 if translator.produced_output:
-                                    progress.setdefault("first_output_at", trio.current_time())
-                                    timer.deadline = trio.current_time() + settings.idle_timeout
+                                    now = trio.current_time()
+                                    progress.setdefault("first_output_at", now)
+                                    timer.deadline = now + settings.idle_timeout
+                                    if watch is not None:
+                                        watch.output(translator, now)
                                 await sink.emit(events)
                                 if translator.done:
                                     # The answer is complete: don't wait on Ollama's EOF.
@@ -280,6 +286,7 @@ async def serve_messages(
     request_id: str,
     headers: list[tuple[str, str]] | None = None,
     on_thinking_refused: Callable[[], None] | None = None,
+    watch: RequestWatch | None = None,
 ) -> dict[str, Any]:
     """Answer one translated request; return facts for the request log: ``status`` (the
     HTTP status sent; 499 when the client left first), ``cancelled``, ``error``, and
@@ -298,18 +305,18 @@ async def serve_messages(
 
     async with trio.open_nursery() as nursery:
 
-        async def watch() -> None:
+        async def watch_disconnect() -> None:
             await wait_for_disconnect(receive)
             if not progress["responded"]:  # a client leaving after the answer cancels nothing
                 progress["cancelled"] = True
                 progress["phase"] = _phase(translator, progress["answered"])
                 nursery.cancel_scope.cancel()
 
-        nursery.start_soon(watch)
+        nursery.start_soon(watch_disconnect)
         if isinstance(sink, SSESink):
             nursery.start_soon(keep_alive, sink, settings)
         try:
-            await relay_upstream(client, settings, request, translator, sink, progress, on_thinking_refused)
+            await relay_upstream(client, settings, request, translator, sink, progress, on_thinking_refused, watch)
             progress["responded"] = True
             progress["status"] = 200
             await sink.complete()

@@ -54,11 +54,17 @@ async def serve(
     keeps log records off stdout (see :class:`~proxy.app.ProxyApp`).
     """
     app = ProxyApp(settings, console_log=console_log)
+
+    async def shut_down_when_triggered() -> None:
+        # Hypercorn waits up to graceful_timeout for open connections; live-view
+        # WebSockets never end by themselves, so they are closed as shutdown begins.
+        await shutdown_trigger()
+        app.close_live_view()
+
+    trigger = shut_down_when_triggered if shutdown_trigger is not None else None
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(
-            functools.partial(
-                hypercorn_serve, app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger
-            )
+            functools.partial(hypercorn_serve, app, hypercorn_config(settings), shutdown_trigger=trigger)
         )
         log.info("listening on %s", " ".join(urls))
         task_status.started(urls)

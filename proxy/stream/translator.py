@@ -69,6 +69,8 @@ class ResponseTranslator:
         self.output_chars = 0
         #: tool calls whose arguments had to be repaired (for the request log)
         self.repairs = 0
+        #: (tool name, what was changed) for each repaired call, in order (for the live view)
+        self.repair_log: list[tuple[str, tuple[str, ...]]] = []
         #: events of the good lines read together with a bad one (sent before the error)
         self._unsent: list[Event] = []
         #: finds tool calls printed as text; only when the client offered tools
@@ -143,6 +145,7 @@ class ResponseTranslator:
         changes = (("recovered a call the model printed as text",) if printed else ()) + repaired.changes
         if changes:
             self.repairs += 1
+            self.repair_log.append((repaired.name, changes))
             log.info("repaired tool call %s: %s", repaired.name, "; ".join(changes))
         self.output_chars += len(repaired.name) + len(str(repaired.arguments))
         return self.machine.tool_use(

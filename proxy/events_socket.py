@@ -1,0 +1,87 @@
+"""``GET /v1/events``: the live feed as an ASGI WebSocket (Hypercorn speaks the protocol).
+
+One connection is one subscription. Its handler owns a nursery with two tasks: the
+client reader (the only caller of ``receive()``; a ``websocket.disconnect`` cancels the
+connection's scope) and the writer below it, which sends the ``hello`` snapshot and then
+every event of the subscription, one JSON text message each. The writer may block on a
+viewer that does not read; publishers never do (see :mod:`proxy.broadcast`).
+
+A handshake that is refused (wrong path, missing key) gets an HTTP answer in Anthropic's
+error shape through the ``websocket.http.response`` extension, where the server has it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import trio
+
+from .asgi import Receive, Scope, Send
+from .broadcast import FeedClosed
+from .errors import ProxyError
+from .live import LiveRequests
+
+__all__ = ["serve_events", "reject_handshake"]
+
+log = logging.getLogger("proxy.events")
+
+#: "going away": the proxy is shutting down (the tail client reconnects)
+GOING_AWAY = 1001
+
+
+def _encode(event: dict) -> str:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
+async def reject_handshake(scope: Scope, send: Send, error: ProxyError) -> None:
+    """Refuse the WebSocket with ``error``'s status and Anthropic error body."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
+        return
+    body = _encode(error.to_body()).encode()
+    await send({
+        "type": "websocket.http.response.start",
+        "status": error.status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+async def _read_until_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            scope.cancel()
+            return
+        # The feed is one-way; whatever a viewer sends is ignored.
+        log.debug("ignored a message a live-view client sent on /v1/events")
+
+
+async def serve_events(receive: Receive, send: Send, live: LiveRequests) -> None:
+    """Accept the (already authenticated) WebSocket and stream the feed until the client
+    leaves or the proxy shuts down (close code 1001)."""
+    try:
+        subscription = live.broadcast.subscribe()
+    except FeedClosed:
+        await send({"type": "websocket.close", "code": GOING_AWAY})
+        return
+    with subscription:
+        # Subscribed and the snapshot taken with no await between: nothing falls between
+        # the snapshot and the first event, and nothing is in both.
+        hello = live.hello()
+        await send({"type": "websocket.accept"})
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_read_until_disconnect, receive, nursery.cancel_scope)
+            await send({"type": "websocket.send", "text": _encode(hello)})
+            while True:
+                try:
+                    batch = await subscription.get()
+                except FeedClosed:
+                    await send({"type": "websocket.close", "code": GOING_AWAY, "reason": "proxy shutting down"})
+                    break
+                for event in batch:
+                    await send({"type": "websocket.send", "text": _encode(event)})
+            nursery.cancel_scope.cancel()
+        if subscription.total_drops:
+            log.info("a live-view client fell behind: %d events were dropped for it", subscription.total_drops)

@@ -1,0 +1,229 @@
+"""What the live view knows of requests: each request's steps, published as events.
+
+:class:`LiveRequests` is the app's registry: the requests running now and the last
+finished ones (the ``hello`` snapshot a new viewer gets), and the :class:`Broadcast` the
+events go out on. :class:`RequestWatch` follows one ``POST /v1/messages``: the handler
+creates it once the request is translated, the relay calls :meth:`RequestWatch.output`
+after each piece from Ollama, and the handler ends it with :meth:`RequestWatch.finish`.
+docs/LIVE.md lists every event and field.
+
+Times: ``now`` arguments are trio's clock (durations); the events' ``time`` and
+``started_at`` are wall-clock Unix seconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any, Mapping
+
+from . import __version__
+from .broadcast import Broadcast
+
+__all__ = ["LiveRequests", "RequestWatch", "PROGRESS_INTERVAL"]
+
+#: seconds between two ``progress`` events of one request
+PROGRESS_INTERVAL = 1.0
+#: finished requests a new viewer is shown
+RECENT = 50
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+class LiveRequests:
+    def __init__(self, broadcast: Broadcast) -> None:
+        self.broadcast = broadcast
+        self.running: dict[str, RequestWatch] = {}
+        self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT)
+
+    def watch(self, **facts: Any) -> "RequestWatch":
+        """Start following a request; publishes ``started``. ``facts``: see RequestWatch."""
+        watch = RequestWatch(self, **facts)
+        self.running[watch.request_id] = watch
+        self.broadcast.publish(watch.started_event())
+        return watch
+
+    def hello(self) -> dict[str, Any]:
+        """The first event of a connection: the proxy's version and the snapshot."""
+        requests = [w.summary() for w in reversed(self.running.values())]
+        requests += reversed(self.recent)
+        return self.broadcast.stamp(
+            {"type": "hello", "proxy_version": __version__, "requests": requests}, count=False
+        )
+
+    def rejected(self, request_id: str, error: Any, *, model: str | None = None) -> None:
+        """A ``POST /v1/messages`` refused before it reached Ollama (a 4xx, a 413...):
+        ``error`` and ``finished``, with no ``started``."""
+        self.broadcast.publish({
+            "type": "error",
+            "request_id": request_id,
+            "status": error.status,
+            "error_type": error.error_type,
+            "message": error.message,
+        })
+        summary = {
+            "request_id": request_id, "status": error.status, "started_at": round(time.time(), 3),
+            "model": model, "ollama_model": None, "stop_reason": None, "ttft_ms": None,
+            "duration_ms": None, "input_tokens": None, "output_tokens": 0, "tokens_per_second": None,
+            "num_ctx": None, "context_fill": None, "cancelled": False, "repairs": 0,
+            "error_type": error.error_type,
+        }
+        self.recent.append(summary)
+        self.broadcast.publish({"type": "finished", **summary})
+
+    def _ended(self, watch: "RequestWatch", summary: dict[str, Any]) -> None:
+        self.running.pop(watch.request_id, None)
+        self.recent.append(summary)
+
+
+class RequestWatch:
+    """One request's steps. Cheap when nobody watches: a comparison per piece."""
+
+    def __init__(
+        self,
+        registry: LiveRequests,
+        *,
+        request_id: str,
+        model: str,
+        ollama_model: str,
+        stream: bool,
+        messages: int,
+        tools: int,
+        input_tokens: int,
+        num_ctx: int,
+        now: float,
+    ) -> None:
+        self._registry = registry
+        self._publish = registry.broadcast.publish
+        self.request_id = request_id
+        self.model = model
+        self.ollama_model = ollama_model
+        self.stream = stream
+        self.messages = messages
+        self.tools = tools
+        self.input_tokens = input_tokens
+        self.num_ctx = num_ctx
+        self.started = now
+        self.started_at = time.time()
+        self.first_output: float | None = None
+        self.output_tokens = 0
+        self.repairs = 0
+        self._next_progress = now + PROGRESS_INTERVAL
+        self.done = False
+
+    def started_event(self) -> dict[str, Any]:
+        return {
+            "type": "started",
+            "request_id": self.request_id,
+            "model": self.model,
+            "ollama_model": self.ollama_model,
+            "stream": self.stream,
+            "messages": self.messages,
+            "tools": self.tools,
+            "input_tokens": self.input_tokens,
+            "num_ctx": self.num_ctx,
+        }
+
+    def _rate(self, now: float) -> float | None:
+        if self.first_output is None or now <= self.first_output or not self.output_tokens:
+            return None
+        return round(self.output_tokens / (now - self.first_output), 1)
+
+    def output(self, translator: Any, now: float) -> None:
+        """After each piece from Ollama: first token, repairs, and (at most once per
+        PROGRESS_INTERVAL) progress."""
+        if self.first_output is None and translator.produced_output:
+            self.first_output = now
+            self._publish({"type": "first_token", "request_id": self.request_id, "ttft_ms": _ms(now - self.started)})
+        self.output_tokens = translator.approx_output_tokens
+        for repair in translator.repair_log[self.repairs:]:
+            self.repairs += 1
+            self._publish({
+                "type": "repair",
+                "request_id": self.request_id,
+                "tool": repair[0],
+                "changes": list(repair[1]),
+                "repairs": self.repairs,
+            })
+        if now >= self._next_progress and self.first_output is not None:
+            self._next_progress = now + PROGRESS_INTERVAL
+            self._publish({
+                "type": "progress",
+                "request_id": self.request_id,
+                "output_tokens": self.output_tokens,
+                "tokens_per_second": self._rate(now),
+                "elapsed_ms": _ms(now - self.started),
+            })
+
+    def summary(self, *, now: float | None = None) -> dict[str, Any]:
+        """The request as the snapshot shows it while it runs."""
+        return {
+            "request_id": self.request_id,
+            "status": "running",
+            "started_at": round(self.started_at, 3),
+            "model": self.model,
+            "ollama_model": self.ollama_model,
+            "stop_reason": None,
+            "ttft_ms": _ms(None if self.first_output is None else self.first_output - self.started),
+            "duration_ms": None,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "tokens_per_second": None,
+            "num_ctx": self.num_ctx,
+            "context_fill": self._fill(self.input_tokens),
+            "cancelled": False,
+            "repairs": self.repairs,
+            "error_type": None,
+        }
+
+    def _fill(self, tokens: int) -> float | None:
+        return round(min(1.0, tokens / self.num_ctx), 4) if self.num_ctx else None
+
+    def finish(self, *, outcome: Mapping[str, Any], translator: Any, now: float) -> None:
+        """The request ended: ``cancel`` or ``error`` when so, then ``finished``."""
+        if self.done:
+            return
+        self.done = True
+        self.output(translator, now)
+        output_tokens = translator.output_tokens or translator.approx_output_tokens
+        error = outcome.get("error")
+        if outcome.get("cancelled"):
+            self._publish({
+                "type": "cancel",
+                "request_id": self.request_id,
+                "phase": outcome.get("phase"),
+                "output_tokens": output_tokens,
+            })
+        if error is not None:
+            self._publish({
+                "type": "error",
+                "request_id": self.request_id,
+                "status": error.status,
+                "error_type": error.error_type,
+                "message": error.message,
+            })
+        first = outcome.get("first_output_at", self.first_output)
+        generating = now - first if first is not None else 0.0
+        input_tokens = translator.input_tokens or self.input_tokens
+        summary = {
+            "request_id": self.request_id,
+            "status": outcome.get("status"),
+            "started_at": round(self.started_at, 3),
+            "model": self.model,
+            "ollama_model": self.ollama_model,
+            "stop_reason": translator.machine.stop_reason,
+            "ttft_ms": _ms(None if first is None else first - self.started),
+            "duration_ms": _ms(now - self.started),
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "tokens_per_second": round(output_tokens / generating, 1) if generating > 0 and output_tokens else None,
+            "num_ctx": self.num_ctx,
+            "context_fill": self._fill(input_tokens),
+            "cancelled": bool(outcome.get("cancelled")),
+            "repairs": self.repairs,
+            "error_type": error.error_type if error is not None else None,
+        }
+        self._registry._ended(self, summary)
+        self._publish({"type": "finished", **summary})
