@@ -231,8 +231,10 @@ class ProxyApp:
             raise
 
     async def _messages(self, receive: Receive, send: Send, request_id: str, facts: dict[str, Any]) -> None:
-        body = validate_request(await self._read_json(receive))
-        facts["model"] = body["model"]
+        raw = await self._read_json(receive)
+        if isinstance(raw, dict) and isinstance(raw.get("model"), str):
+            facts["model"] = raw["model"]  # for the live view, even when the body is refused
+        body = validate_request(raw)
         settings = self.settings
         ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
         capabilities = await self.capabilities.get(ollama_model)

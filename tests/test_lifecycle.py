@@ -18,7 +18,7 @@ from tests.fake_ollama import Chunk, Close, Line, Raw, Reset, Sleep, Stall, Stat
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]}
-REQUEST_TASKS = {"serve_messages", "watch", "keep_alive", "relay_upstream"}
+REQUEST_TASKS = {"serve_messages", "watch_disconnect", "keep_alive", "relay_upstream"}
 
 
 def live_request_tasks() -> list[str]:
