@@ -5,7 +5,7 @@
 #   make dev       the same under Hypercorn with auto-reload on code changes
 #   make stop      stops what `make run` or `make dev` started (SIGTERM: a graceful shutdown)
 #   make claude    Claude Code through the proxy (ARGS="-p 'hello'" passes arguments to Claude Code)
-#   make test      the whole test suite
+#   make test      the whole test suite (installs Debian's chromium for the dashboard tests)
 #   make lock      regenerate requirements.lock from pyproject.toml (needs the network)
 PYTHON ?= python3
 VENV   := .venv
@@ -47,7 +47,14 @@ stop:
 claude: $(STAMP)
 	$(BIN)/claude-code-ollama-proxy claude $(ARGS)
 
-test: $(STAMP)
+# The dashboard's tests drive Debian's headless Chromium; a fresh machine gets it here.
+CHROMIUM := /usr/bin/chromium
+APT    := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
+$(CHROMIUM):
+	$(APT) install -y --no-install-recommends chromium >/dev/null 2>&1 \
+		|| { $(APT) update -qq && $(APT) install -y --no-install-recommends chromium; }
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 # pip-tools resolves pyproject.toml's dependencies, its test extra and its build backend,
