@@ -258,10 +258,34 @@ class ProxyApp:
         if request.thinking_dropped:
             await self._thinking_dropped(ollama_model, headers)
 
-        def thinking_refused() -> None:
-            self.capabilities.forget(ollama_model, "Ollama says it does not support thinking")
-            self.capabilities.warn_thinking_dropped(ollama_model)
-            headers.append(THINKING_DROPPED_HEADER)
+        def revise_refused(ollama_error: bytes) -> dict[str, Any] | None:
+            """Ollama refused with a 400 what our cached capabilities allowed: believe
+            Ollama, correct the cache, and return the body to try at once (None: no fix).
+            Each fix removes what was refused, so neither can repeat."""
+            current = request.ollama
+            if b"does not support thinking" in ollama_error and current.get("think"):
+                self.capabilities.contradicted(ollama_model, "thinking", "Ollama says it does not support thinking")
+                self.capabilities.warn_thinking_dropped(ollama_model)
+                headers.append(THINKING_DROPPED_HEADER)
+                return {k: v for k, v in current.items() if k != "think"}
+            if b"does not support tools" in ollama_error and current.get("tools") and settings.tool_emulation:
+                self.capabilities.contradicted(ollama_model, "tools", "Ollama says it does not support tools")
+                log.warning(
+                    "request %s: Ollama says %s cannot call tools; its tools are described in the"
+                    " prompt instead (tool emulation)", request_id, ollama_model,
+                )
+                emulated = translate_request(
+                    body, ollama_model=ollama_model, can_think=capabilities.thinking,
+                    sequential_tools=settings.sequential_tools, native_tools=False,
+                ).ollama
+                for key in ("options", "keep_alive", "think"):  # as decided for this request
+                    if key in current:
+                        emulated[key] = current[key]
+                    else:
+                        emulated.pop(key, None)
+                return emulated
+            return None
+
         raw_estimate = estimate_tokens(body)
         estimate = self.calibration.apply(ollama_model, raw_estimate)
         num_ctx = choose_num_ctx(
@@ -311,7 +335,7 @@ class ProxyApp:
                 translator=translator,
                 request_id=request_id,
                 headers=headers,
-                on_thinking_refused=thinking_refused,
+                revise_refused=revise_refused,
                 watch=watch,
             )
         finally:

@@ -1,13 +1,16 @@
 """What each Ollama model can do, asked of ``/api/show`` once and cached.
 
 :class:`CapabilityCache` keeps one :class:`~proxy.ollama_admin.ModelDetails` per model for
-``ttl`` seconds. It is dropped early (``forget``) when Ollama's answer contradicts it, e.g.
-a 400 ``does not support thinking`` for a model the cache said could think. When
+``ttl`` seconds. When Ollama's chat answer contradicts it (a 400 ``does not support
+thinking`` or ``does not support tools`` for a model ``/api/show`` said could), Ollama is
+believed: ``contradicted`` removes the capability and keeps that for ``ttl`` seconds, so
+the next requests are shaped right at once instead of each being refused first. When
 ``/api/show`` itself fails, a guess from the model's name stands in, and is not cached.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import httpx
@@ -40,7 +43,7 @@ def guess_from_name(model: str) -> ModelDetails:
 
 
 class CapabilityCache:
-    """``await cache.get(model)`` → ModelDetails; ``forget(model)`` when contradicted."""
+    """``await cache.get(model)`` → ModelDetails; ``contradicted(...)`` when Ollama disagrees."""
 
     def __init__(self, client: httpx.AsyncClient, *, ttl: float = 300.0, timeout: float = 10.0) -> None:
         self._client = client
@@ -67,9 +70,15 @@ class CapabilityCache:
         self._entries[model] = (now, details)
         return details
 
-    def forget(self, model: str, why: str) -> None:
-        if self._entries.pop(model, None) is not None:
-            log.info("forgot the cached capabilities of %s: %s", model, why)
+    def contradicted(self, model: str, capability: str, why: str) -> None:
+        """Ollama refused ``capability`` for ``model``: it lacks it for the next ``ttl`` s."""
+        entry = self._entries.get(model)
+        details = entry[1] if entry is not None else guess_from_name(model)
+        if capability in details.capabilities:
+            kept = tuple(c for c in details.capabilities if c != capability)
+            log.info("%s: %s; treating it as without %s for %g s", model, why, capability, self._ttl)
+            details = dataclasses.replace(details, capabilities=kept)
+        self._entries[model] = (trio.current_time(), details)
 
     def warn_thinking_dropped(self, model: str) -> None:
         """Log once per model that a request's thinking was dropped."""

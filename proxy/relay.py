@@ -197,10 +197,6 @@ def _phase(translator: ResponseTranslator, answered: bool) -> str:
     return "finishing"
 
 
-def _refuses_thinking(status: int, body: bytes, request: TranslatedRequest) -> bool:
-    return status == 400 and b"does not support thinking" in body and bool(request.ollama.get("think"))
-
-
 async def relay_upstream(
     client: httpx.AsyncClient,
     settings: RelaySettings,
@@ -208,14 +204,15 @@ async def relay_upstream(
     translator: ResponseTranslator,
     sink: SSESink | JSONSink,
     progress: dict[str, Any],
-    on_thinking_refused: Callable[[], None] | None = None,
+    revise_refused: Callable[[bytes], dict[str, Any] | None] | None = None,
     watch: RequestWatch | None = None,
 ) -> None:
     """Stream Ollama's answer into ``sink``. Raises ProxyError for every failure.
 
     ``progress["answered"]`` is set once Ollama sent its status (for the cancel log line).
-    ``on_thinking_refused`` is called when Ollama refuses ``think`` for the model (the
-    request is then retried once without it). ``watch`` (the live view) hears of each
+    ``revise_refused(error_body)`` is asked when Ollama answers 400: it returns a revised
+    Ollama body to send at once (e.g. without ``think`` when Ollama says the model cannot
+    think), or None to give the client the error. ``watch`` (the live view) hears of each
     piece that carried output.
     """
     url = str(client.base_url)
@@ -235,11 +232,13 @@ async def relay_upstream(
                         busy = response.status_code == 503
                         if busy and attempt < settings.busy_retries and trio.current_time() + backoff < retry_until:
                             log.info("Ollama is busy (attempt %d); retrying in %.2f s", attempt, backoff)
-                        elif _refuses_thinking(response.status_code, body, request) and on_thinking_refused:
-                            # Our capabilities said it could think; Ollama says no: believe
-                            # Ollama, drop thinking, and try once more at once.
-                            request.ollama.pop("think")
-                            on_thinking_refused()
+                        elif (
+                            response.status_code == 400
+                            and revise_refused is not None
+                            and (revised := revise_refused(body)) is not None
+                        ):
+                            request.ollama.clear()
+                            request.ollama.update(revised)
                             backoff = 0
                         else:
                             raise error
@@ -285,7 +284,7 @@ async def serve_messages(
     translator: ResponseTranslator,
     request_id: str,
     headers: list[tuple[str, str]] | None = None,
-    on_thinking_refused: Callable[[], None] | None = None,
+    revise_refused: Callable[[bytes], dict[str, Any] | None] | None = None,
     watch: RequestWatch | None = None,
 ) -> dict[str, Any]:
     """Answer one translated request; return facts for the request log: ``status`` (the
@@ -316,7 +315,7 @@ async def serve_messages(
         if isinstance(sink, SSESink):
             nursery.start_soon(keep_alive, sink, settings)
         try:
-            await relay_upstream(client, settings, request, translator, sink, progress, on_thinking_refused, watch)
+            await relay_upstream(client, settings, request, translator, sink, progress, revise_refused, watch)
             progress["responded"] = True
             progress["status"] = 200
             await sink.complete()

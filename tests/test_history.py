@@ -12,7 +12,7 @@ import trio
 from proxy.protocol.history import INTERRUPTED, pair_tool_results, sequentialize
 from proxy.protocol.translate import translate_request, validate_request
 from tests.conftest import FIXTURES
-from tests.fake_ollama import text_stream
+from tests.fake_ollama import Status, text_stream
 
 
 def fixture(name: str) -> dict:
@@ -125,3 +125,45 @@ async def test_no_tool_emulation_is_a_400_listing_models_with_tools(fake_ollama,
     message = response.json()["error"]["message"]
     assert "gemma3:4b cannot call tools" in message and "qwen3:8b" in message and "llama3.2:3b" in message
     assert fake_ollama.chat_requests == []
+
+
+async def test_a_model_ollama_says_cannot_call_tools_is_retried_with_emulation(fake_ollama, start_proxy):
+    # /api/show said qwen3:8b has tools (cached); this Ollama refuses them at chat time
+    # (an older server, a re-pulled model). The client must get its tool call anyway.
+    proxy = await start_proxy(keep_alive="30m")
+    tool = {"name": "Bash", "description": "Run a command",
+            "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}
+    refusal = {"error": "registry.ollama.ai/library/qwen3:8b does not support tools"}
+    fake_ollama.script_chat([Status(400, body=refusal)])
+    fake_ollama.script_chat(text_stream('<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>'))
+    client = proxy.client()
+    with trio.fail_after(20):
+        message = await trio.to_thread.run_sync(lambda: client.messages.create(
+            model="claude-sonnet-5-5", max_tokens=50, tools=[tool],
+            messages=[{"role": "user", "content": "what is here?"}]))
+    assert [b.type for b in message.content] == ["tool_use"] and message.content[0].input == {"command": "ls"}
+    native, emulated = (r.body for r in fake_ollama.chat_requests)
+    assert native["tools"] and "tools" not in emulated
+    assert '"name":"Bash"' in emulated["messages"][0]["content"]
+    # what was decided for the request is kept: the context window, keep_alive, think
+    assert emulated["options"] == native["options"] and emulated["keep_alive"] == "30m"
+    assert emulated.get("think") == native.get("think")
+    # Ollama was believed: the next request with tools is emulated at once, not refused first
+    fake_ollama.script_chat(text_stream("ok"))
+    with trio.fail_after(20):
+        again = await trio.to_thread.run_sync(lambda: client.messages.create(
+            model="claude-sonnet-5-5", max_tokens=50, tools=[tool], messages=[{"role": "user", "content": "x"}]))
+    assert again.content[0].text == "ok"
+    assert len(fake_ollama.chat_requests) == 3 and "tools" not in fake_ollama.chat_requests[2].body
+
+
+async def test_a_tools_refusal_is_the_clients_400_when_emulation_is_off(fake_ollama, start_proxy):
+    proxy = await start_proxy(tool_emulation=False)
+    fake_ollama.script_chat([Status(400, body={"error": "registry.ollama.ai/library/qwen3:8b does not support tools"})])
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as client:
+        with trio.fail_after(10):
+            response = await client.post("/v1/messages", json={
+                "model": "claude-opus-5-5", "max_tokens": 5, "tools": [{"name": "Bash", "input_schema": {"type": "object"}}],
+                "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 400 and "does not support tools" in response.json()["error"]["message"]
+    assert len(fake_ollama.chat_requests) == 1

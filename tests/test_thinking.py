@@ -107,6 +107,12 @@ async def test_ollama_refusing_thinking_overrules_the_cache(fake_ollama, proxy):
     assert response.json()["content"][0]["text"] == "answered without thinking"
     assert [r.body.get("think") for r in fake_ollama.chat_requests] == [True, None]
     assert response.headers["x-proxy-thinking"] == "dropped"
+    # Ollama is believed from now on: the next thinking request is not refused first
+    fake_ollama.script_chat(text_stream("again"))
+    with trio.fail_after(10):
+        again = await post(proxy, **REQUESTS["adaptive"])
+    assert again.status_code == 200 and again.headers["x-proxy-thinking"] == "dropped"
+    assert len(fake_ollama.chat_requests) == 3 and "think" not in fake_ollama.chat_requests[2].body
 
 
 async def test_unknown_to_api_show_falls_back_to_the_name(fake_ollama, start_proxy):
