@@ -18,18 +18,10 @@ import wsproto.events
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from tests.fake_ollama import Chunk, Sleep, Stall, Status, text_stream, tool_call
+from tests.test_e2e_sdk import WRITE_TOOL
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]}
-WRITE_TOOL = {
-    "name": "Write",
-    "description": "Write a file",
-    "input_schema": {
-        "type": "object",
-        "properties": {"file_path": {"type": "string"}, "content": {"type": "string"}},
-        "required": ["file_path", "content"],
-    },
-}
 
 
 def ws_url(proxy) -> str:
