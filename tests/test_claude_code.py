@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 import trio
+from trio_websocket import open_websocket_url
 
 from tests.claude_code import claude_code_binary, claude_code_env
 from tests.fake_ollama import Recorded, text_stream
@@ -51,11 +52,23 @@ async def test_claude_code_writes_a_file_through_the_proxy(fake_ollama, proxy, c
     fake_ollama.on_chat = answer
     command = [str(claude_bin), "-p", "write hello to hello.txt", "--output-format", "json",
                "--allowedTools", "Write,Bash,Read"]
+    feed: list[dict] = []
+
+    async def watch_feed(task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with open_websocket_url(proxy.url.replace("http://", "ws://") + "/v1/events") as ws:
+            task_status.started()
+            while True:
+                feed.append(json.loads(await ws.get_message()))
+
     with trio.fail_after(180):
-        result = await trio.run_process(
-            command, cwd=work, env=claude_code_env(proxy.url, tmp_path / "home"),
-            capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL,
-        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(watch_feed)
+            result = await trio.run_process(
+                command, cwd=work, env=claude_code_env(proxy.url, tmp_path / "home"),
+                capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL,
+            )
+            await trio.sleep(0.2)  # the last finished event is on its way
+            nursery.cancel_scope.cancel()
     stdout, stderr = result.stdout.decode(), result.stderr.decode()
     requests = [r.body for r in fake_ollama.chat_requests]
     diagnostics = f"exit {result.returncode}\nstdout: {stdout[-3000:]}\nstderr: {stderr[-3000:]}\n" + "\n".join(
@@ -74,3 +87,10 @@ async def test_claude_code_writes_a_file_through_the_proxy(fake_ollama, proxy, c
     assert tool_messages and tool_messages[-1]["tool_name"] == "Write"
     call_ids = [c["id"] for m in agent_turns[-1]["messages"] if m["role"] == "assistant" for c in m.get("tool_calls", [])]
     assert tool_messages[-1]["tool_call_id"] in call_ids
+    # The live feed showed every one of Claude Code's requests, start to finish.
+    started = [e for e in feed if e["type"] == "started"]
+    finished = {e["request_id"]: e for e in feed if e["type"] == "finished"}
+    assert len(started) == len(requests)
+    assert all(finished[e["request_id"]]["status"] == 200 for e in started)
+    assert any(finished[e["request_id"]]["stop_reason"] == "tool_use" for e in started)
+    assert {e["ollama_model"] for e in started} == {"qwen3:8b"}
