@@ -11,7 +11,7 @@ import trio
 
 from proxy.errors import PromptTooLong
 from proxy.protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
-from proxy.protocol.tokens import Calibration
+from proxy.protocol.tokens import Calibration, estimate_tokens
 from tests.conftest import FIXTURES
 from tests.fake_ollama import Recorded, text_stream
 
@@ -123,3 +123,14 @@ async def test_count_tokens_on_captured_requests(fake_ollama, proxy, name):
     size = len(json.dumps(body))
     assert size / 6 < response.json()["input_tokens"] < size / 3
     assert fake_ollama.chat_requests == []
+
+
+def test_non_latin_text_is_not_underestimated():
+    # ~1 token per CJK character in real tokenizers (qwen3, llama3): the estimate counts
+    # UTF-8 bytes, so it lands near that instead of 3.6 characters per token.
+    chinese = "请把这个函数改写成异步的并且添加测试" * 100  # 1800 characters
+    ascii_text = "a" * 1800
+    def estimate(text):
+        return estimate_tokens({"messages": [{"role": "user", "content": text}]})
+    assert estimate(chinese) >= 1400
+    assert estimate(ascii_text) == pytest.approx(1800 / 3.6, abs=10)

@@ -13,14 +13,17 @@ __all__ = ["estimate_tokens", "Calibration", "IMAGE_TOKENS", "CHARS_PER_TOKEN"]
 
 #: A fixed cost per image: local vision encoders use a few hundred tokens per image.
 IMAGE_TOKENS = 768
-#: Typical for BPE tokenizers on English prose and code.
+#: UTF-8 bytes per token, typical for BPE tokenizers on English prose and code.
 CHARS_PER_TOKEN = 3.6
 
 
 def _count(value: Any, acc: list[int]) -> None:
-    """Add the characters of every string in ``value`` to acc[0], images to acc[1]."""
+    """Add the UTF-8 bytes of every string in ``value`` to acc[0], images to acc[1]."""
     if isinstance(value, str):
-        acc[0] += len(value)
+        # UTF-8 bytes, not characters: BPE vocabularies are built on bytes, and a CJK
+        # character (3 bytes) is about one token, where counting it as one character would
+        # make a Chinese prompt look 3x shorter than it is (and slip past the overflow check).
+        acc[0] += len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
     elif isinstance(value, list):
         for item in value:
             _count(item, acc)
