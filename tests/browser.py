@@ -249,9 +249,15 @@ async def _stop(process: trio.Process) -> None:
             os.killpg(process.pid, sig)
         with trio.move_on_after(5, shield=True):
             await process.wait()
-    # Helpers outlive the browser process only briefly; make sure none stays.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    # Helpers (renderers, zygote) may outlive the browser process briefly: kill what is
+    # left of the group and give it a moment to go (bounded: a zombie may linger).
+    with trio.move_on_after(2, shield=True):
+        for _ in range(40):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                break
+            await trio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
