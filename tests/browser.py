@@ -250,14 +250,26 @@ async def _stop(process: trio.Process) -> None:
         with trio.move_on_after(5, shield=True):
             await process.wait()
     # Helpers (renderers, zygote) may outlive the browser process briefly: kill what is
-    # left of the group and give it a moment to go (bounded: a zombie may linger).
+    # left of the group and wait, bounded, until none of it runs (zombies awaiting their
+    # reaper count as gone).
     with trio.move_on_after(2, shield=True):
         for _ in range(40):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
+            if not _running_in_group(process.pid):
                 break
             await trio.sleep(0.05)
+
+
+def _running_in_group(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (Linux /proc; elsewhere: False)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after ")"
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                return True
+    return False
 
 
 @contextlib.asynccontextmanager
