@@ -69,7 +69,7 @@ async def serve_events(receive: Receive, send: Send, live: LiveRequests) -> None
     with subscription:
         # Subscribed and the snapshot taken with no await between: nothing falls between
         # the snapshot and the first event, and nothing is in both.
-        hello = live.hello()
+        hello = live.hello(trio.current_time())
         await send({"type": "websocket.accept"})
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_read_until_disconnect, receive, nursery.cancel_scope)

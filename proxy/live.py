@@ -45,9 +45,9 @@ class LiveRequests:
         self.broadcast.publish(watch.started_event())
         return watch
 
-    def hello(self) -> dict[str, Any]:
+    def hello(self, now: float) -> dict[str, Any]:
         """The first event of a connection: the proxy's version and the snapshot."""
-        requests = [w.summary() for w in reversed(self.running.values())]
+        requests = [w.summary(now) for w in reversed(self.running.values())]
         requests += reversed(self.recent)
         return self.broadcast.stamp(
             {"type": "hello", "proxy_version": __version__, "requests": requests}, count=False
@@ -66,7 +66,8 @@ class LiveRequests:
         summary = {
             "request_id": request_id, "status": error.status, "started_at": round(time.time(), 3),
             "model": model, "ollama_model": None, "stop_reason": None, "ttft_ms": None,
-            "duration_ms": None, "input_tokens": None, "output_tokens": 0, "tokens_per_second": None,
+            "duration_ms": None, "input_tokens": None, "input_tokens_estimated": False, "output_tokens": 0,
+            "tokens_per_second": None,
             "num_ctx": None, "context_fill": None, "cancelled": False, "repairs": 0,
             "error_type": error.error_type,
         }
@@ -157,8 +158,8 @@ class RequestWatch:
                 "elapsed_ms": _ms(now - self.started),
             })
 
-    def summary(self, *, now: float | None = None) -> dict[str, Any]:
-        """The request as the snapshot shows it while it runs."""
+    def summary(self, now: float) -> dict[str, Any]:
+        """The request as the snapshot shows it while it runs: what is known so far."""
         return {
             "request_id": self.request_id,
             "status": "running",
@@ -167,10 +168,11 @@ class RequestWatch:
             "ollama_model": self.ollama_model,
             "stop_reason": None,
             "ttft_ms": _ms(None if self.first_output is None else self.first_output - self.started),
-            "duration_ms": None,
+            "duration_ms": _ms(now - self.started),
             "input_tokens": self.input_tokens,
+            "input_tokens_estimated": True,
             "output_tokens": self.output_tokens,
-            "tokens_per_second": None,
+            "tokens_per_second": self._rate(now),
             "num_ctx": self.num_ctx,
             "context_fill": self._fill(self.input_tokens),
             "cancelled": False,
@@ -217,6 +219,7 @@ class RequestWatch:
             "ttft_ms": _ms(None if first is None else first - self.started),
             "duration_ms": _ms(now - self.started),
             "input_tokens": input_tokens,
+            "input_tokens_estimated": not translator.input_tokens,
             "output_tokens": output_tokens,
             "tokens_per_second": round(output_tokens / generating, 1) if generating > 0 and output_tokens else None,
             "num_ctx": self.num_ctx,

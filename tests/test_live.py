@@ -89,6 +89,7 @@ async def test_a_streamed_request_appears_step_by_step(fake_ollama, proxy):
     assert [p["output_tokens"] for p in progress] == sorted(p["output_tokens"] for p in progress)
     assert finished["status"] == 200 and finished["stop_reason"] == "end_turn"
     assert finished["input_tokens"] == 1234 and finished["output_tokens"] == 40
+    assert finished["input_tokens_estimated"] is False  # Ollama's own count
     assert finished["context_fill"] == pytest.approx(1234 / started["num_ctx"], abs=1e-3)
     assert finished["duration_ms"] >= 2000 and finished["tokens_per_second"] > 0
     assert finished["cancelled"] is False and finished["repairs"] == 0 and finished["error_type"] is None
@@ -115,6 +116,8 @@ async def test_a_new_viewer_gets_running_and_recent_requests_in_its_snapshot(fak
     running = hello["requests"][0]
     assert running["model"] == "claude-sonnet-5-5" and running["ttft_ms"] is not None
     assert running["output_tokens"] > 0 and running["num_ctx"] > 0
+    assert running["duration_ms"] >= 100 and running["tokens_per_second"] > 0
+    assert running["input_tokens_estimated"] is True
 
 
 async def test_a_client_hang_up_is_a_cancel_then_finished(fake_ollama, proxy):
@@ -134,6 +137,8 @@ async def test_a_client_hang_up_is_a_cancel_then_finished(fake_ollama, proxy):
     assert len(cancel) == 1 and cancel[0]["phase"] == "streaming" and cancel[0]["output_tokens"] >= 1
     assert finished["request_id"] == request_id and finished["cancelled"] is True
     assert finished["stop_reason"] is None
+    assert finished["input_tokens_estimated"] is True  # Ollama never said: the estimate
+    assert finished["status"] == 200  # the stream had started: its status was sent
 
 
 async def test_a_repaired_tool_call_is_a_repair_event(fake_ollama, proxy):
