@@ -38,7 +38,8 @@ ROWS_JS = """[...document.querySelectorAll('#request-rows tr')].map(tr => ({
 @pytest.fixture
 async def browser():
     if find_chromium() is None:
-        pytest.skip("no Chromium: `make test` installs Debian's chromium, or set CHROMIUM=/path/to/chrome")
+        # A failure, not a skip: CI must never pass without having looked at the page.
+        pytest.fail("no Chromium: `make test` installs Debian's chromium, or set CHROMIUM=/path/to/chrome")
     async with launch_chromium() as running:
         yield running
 
