@@ -37,6 +37,9 @@ __all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
 
 log = logging.getLogger("proxy.relay")
 
+#: after Ollama's final chunk, how long the rest of its body may take to arrive
+DRAIN_TIMEOUT = 0.25
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RelaySettings:
@@ -250,7 +253,15 @@ async def relay_upstream(
                                     timer.deadline = trio.current_time() + settings.idle_timeout
                                 await sink.emit(events)
                                 if translator.done:
-                                    # The answer is complete: don't wait on Ollama's EOF.
+                                    # The answer is complete. What is left of the body is
+                                    # normally just the chunked terminator, already on its
+                                    # way: read it so the connection goes back to the pool
+                                    # (a new connection per request costs more than the
+                                    # whole translation), but never wait long on an Ollama
+                                    # that keeps its body open.
+                                    with trio.move_on_after(DRAIN_TIMEOUT):
+                                        async for _ in chunks:
+                                            pass
                                     return
                         await sink.emit(translator.end())
                         return
