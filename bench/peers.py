@@ -54,6 +54,13 @@ LITELLM_VERSION = "1.108.7"
 CCR_VERSION = "2.0.0"
 CCR_PACKAGE = "@musistudio/claude-code-router"
 VERSIONS = {"litellm": LITELLM_VERSION, "claude-code-router": CCR_VERSION}
+#: one line per peer for a report: what runs and how it reaches the upstream
+DESCRIPTIONS = {
+    "litellm": f"LiteLLM proxy {LITELLM_VERSION} (litellm[proxy], uvicorn, 1 worker): /v1/messages → "
+               "wildcard route * → ollama_chat/qwen3:8b → upstream /api/chat",
+    "claude-code-router": f"claude-code-router {CCR_VERSION} (Node, `ccr start` in the foreground): /v1/messages → "
+                          "Router default/background → OpenAI provider → upstream /v1/chat/completions",
+}
 
 UPSTREAM_MODEL = "qwen3:8b"
 INSTALL_TIMEOUT = 1800.0
@@ -85,6 +92,7 @@ class Peer:
 def _run(cmd: list[str], log: Path, *, env: dict[str, str] | None = None, timeout: float = INSTALL_TIMEOUT) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
+        since = out.tell()
         out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} $ {' '.join(cmd)}\n")
         out.flush()
         try:
@@ -93,7 +101,7 @@ def _run(cmd: list[str], log: Path, *, env: dict[str, str] | None = None, timeou
         except subprocess.TimeoutExpired:
             raise PeerError(f"{cmd[0]} did not finish within {timeout:.0f} s; see {log}") from None
     if done.returncode != 0:
-        raise PeerError(f"`{' '.join(cmd)}` failed (exit {done.returncode}):\n{_tail(log)}\nfull log: {log}")
+        raise PeerError(f"`{' '.join(cmd)}` failed (exit {done.returncode}):\n{_tail(log, since=since)}\nfull log: {log}")
 
 
 def _litellm_python(cache_dir: Path) -> Path:
@@ -156,18 +164,30 @@ def ensure_installed(name: str, cache_dir: Path) -> None:
 # -- processes ------------------------------------------------------------------------------
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+def _tail(path: Path, lines: int = 30, since: int = 0) -> str:
+    """The last ``lines`` lines of ``path`` written after byte ``since``."""
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
     except OSError:
         return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join(text.splitlines()[-lines:]) or "(nothing logged)"
 
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _group_pids(pgid: int) -> list[int]:
@@ -318,30 +338,46 @@ HEALTH = {"litellm": "/health/liveliness", "claude-code-router": "/health"}
 @contextlib.asynccontextmanager
 async def start_peer(name: str, upstream_url: str, *, cache_dir: Path,
                      ready_timeout: float = READY_TIMEOUT) -> AsyncIterator[Peer]:
-    """Run peer ``name`` against ``upstream_url`` until the block ends; yields a :class:`Peer`."""
+    """Run peer ``name`` against ``upstream_url`` until the block ends; yields a :class:`Peer`.
+
+    Installs the peer first if needed. Raises :class:`PeerError` (with the tail of the
+    peer's log) when it exits or is not ready within ``ready_timeout`` seconds.
+    """
     if name not in PEERS:
         raise PeerError(f"unknown peer {name!r}; known: {', '.join(PEERS)}")
     cache_dir = Path(cache_dir).resolve()
     await trio.to_thread.run_sync(ensure_installed, name, cache_dir)
     upstream_url = upstream_url.rstrip("/")
-    port = _free_port()
-    run_dir = cache_dir / "run" / f"{name}-{port}"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    build = _litellm_command if name == "litellm" else _ccr_command
-    cmd, env = build(cache_dir, run_dir, upstream_url, port)
     log_path = cache_dir / "logs" / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("a") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {name} {VERSIONS[name]} on "
-                  f"{base_url}, upstream {upstream_url}\n$ {' '.join(cmd)}\n")
-        log.flush()
-        proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                                env=env, cwd=str(run_dir), start_new_session=True)
+    build = _litellm_command if name == "litellm" else _ccr_command
+    for attempt in range(3):
+        port = _free_port()
+        run_dir = cache_dir / "run" / f"{name}-{port}"
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        cmd, env = build(cache_dir, run_dir, upstream_url, port)
+        base_url = f"http://127.0.0.1:{port}"
+        with log_path.open("a") as log:
+            since = log.tell()
+            log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {name} {VERSIONS[name]} on "
+                      f"{base_url}, upstream {upstream_url}\n$ {' '.join(cmd)}\n")
+            log.flush()
+            proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                                    env=env, cwd=str(run_dir), start_new_session=True)
+        try:
+            pid = await _wait_ready(name, proc, port, base_url + HEALTH[name], log_path, since, ready_timeout)
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):
+                await _stop(proc)
+                shutil.rmtree(run_dir, ignore_errors=True)
+            # Someone took the free port between our probe and the peer's bind: try another.
+            if isinstance(exc, PeerError) and proc.returncode is not None and attempt < 2 and not _port_free(port):
+                continue
+            raise
+        break
     try:
-        pid = await _wait_ready(name, proc, port, base_url + HEALTH[name], log_path, ready_timeout)
         yield Peer(name=name, version=VERSIONS[name], base_url=base_url, pid=pid, pgid=proc.pid, log_path=log_path)
     finally:
         with trio.CancelScope(shield=True):
@@ -350,7 +386,7 @@ async def start_peer(name: str, upstream_url: str, *, cache_dir: Path,
 
 
 async def _wait_ready(name: str, proc: trio.Process, port: int, health_url: str, log_path: Path,
-                      timeout: float) -> int:
+                      since: int, timeout: float) -> int:
     started = time.monotonic()
     last = "no answer yet"
     async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
@@ -358,7 +394,7 @@ async def _wait_ready(name: str, proc: trio.Process, port: int, health_url: str,
             while True:
                 if proc.returncode is not None or proc.poll() is not None:
                     raise PeerError(f"{name} exited with code {proc.returncode} while starting; "
-                                    f"last lines of {log_path}:\n{_tail(log_path)}")
+                                    f"last lines of {log_path}:\n{_tail(log_path, since=since)}")
                 try:
                     response = await client.get(health_url)
                     last = f"{response.status_code} {response.text[:100]!r}"
@@ -373,7 +409,7 @@ async def _wait_ready(name: str, proc: trio.Process, port: int, health_url: str,
                     last = f"{type(exc).__name__}: {exc}"
                 await trio.sleep(0.2)
     raise PeerError(f"{name} was not ready within {timeout:.0f} s (GET {health_url}: {last}); "
-                    f"last lines of {log_path}:\n{_tail(log_path)}")
+                    f"last lines of {log_path}:\n{_tail(log_path, since=since)}")
 
 
 # -- self-check -----------------------------------------------------------------------------
