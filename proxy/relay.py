@@ -18,6 +18,7 @@ Before the commit an error is an HTTP status; after it, an ``event: error`` fram
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from contextlib import aclosing
 from typing import Any, Callable
@@ -39,6 +40,7 @@ log = logging.getLogger("proxy.relay")
 
 #: after Ollama's final chunk, how long the rest of its body may take to arrive
 DRAIN_TIMEOUT = 0.25
+_JSON = {"content-type": "application/json"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -226,7 +228,11 @@ async def relay_upstream(
         while True:
             attempt += 1
             try:
-                async with client.stream("POST", CHAT_PATH, json=request.ollama) as response:
+                # json.dumps' default (non-ASCII as \u escapes) is the same JSON for Ollama
+                # and encodes in half the time of httpx's json= (which keeps UTF-8): on a
+                # 50 KB Claude Code request that is ~0.3 ms of the time to first token.
+                payload = json.dumps(request.ollama, allow_nan=False).encode()
+                async with client.stream("POST", CHAT_PATH, content=payload, headers=_JSON) as response:
                     progress["answered"] = True
                     if response.status_code != 200:
                         body = await response.aread()
