@@ -29,17 +29,26 @@ def main(panels_path: str, out_path: str) -> None:
     axes = axes.flatten()
     for ax, panel in zip(axes, panels):
         names, labels, values = [], [], []
-        for name, label, value in zip(spec["names"], spec["labels"], panel["values"]):
+        notes = []
+        for name, label, value, note in zip(spec["names"], spec["labels"], panel["values"],
+                                            panel.get("notes") or [None] * len(panel["values"])):
             if panel.get("skip_floor") and name == "floor":
                 continue
             names.append(name)
             labels.append(label)
             values.append(value)
+            notes.append(note)
+        panel = {**panel, "notes": notes}
         heights = [v if v is not None else 0 for v in values]
         bars = ax.bar(range(len(values)), heights, color=[COLORS.get(n, "#777") for n in names])
-        for bar, value in zip(bars, values):
-            text = "n/a" if value is None else (f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}")
-            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+        for bar, value, note in zip(bars, values, panel.get("notes") or [None] * len(values)):
+            x = bar.get_x() + bar.get_width() / 2
+            if value is None:
+                ax.text(x, 0.03, note or "n/a", ha="center", va="bottom", fontsize=8,
+                        transform=ax.get_xaxis_transform())
+                continue
+            text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+            ax.annotate(text, (x, bar.get_height()), ha="center", va="bottom",
                         fontsize=8, xytext=(0, 2), textcoords="offset points")
         if panel.get("target") is not None:
             ax.axhline(panel["target"], color="#d62728", linestyle="--", linewidth=1)

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/report.py [RESULTS.json]   (default .cache/bench/results-latest.json)
     .venv/bin/python bench/report.py --compare BEFORE.json AFTER.json   (a before/after table)
+    .venv/bin/python bench/report.py --compare-baseline RESULTS.json [TITLE]   (run_all --baseline-source)
 
 Only the part of BENCHMARKS.md between the ``<!-- bench:generated -->`` markers is rewritten;
 the text around it (what the numbers mean, profiles, before/after) is kept. The plot is drawn
@@ -24,9 +25,9 @@ CACHE = ROOT / ".cache" / "bench"
 PLOT_VENV = CACHE / "plot-venv"
 MATPLOTLIB = "matplotlib==3.9.2"
 BEGIN, END = "<!-- bench:generated:begin -->", "<!-- bench:generated:end -->"
-ORDER = ("floor", "proxy", "litellm", "claude-code-router")
+ORDER = ("floor", "proxy", "baseline", "litellm", "claude-code-router")
 PEERS = ("litellm", "claude-code-router")
-COMMAND = "make bench    # = .venv/bin/python bench/run_all.py (BENCH_RUNS=3 BENCH_REQUESTS=10000)"
+COMMAND = "make bench    # = .venv/bin/python bench/run_all.py (--runs 3 --requests 10000 --memory-seconds 120)"
 
 #: (summary key, label, unit, higher is better, target for this proxy, target is a maximum)
 TARGETS = [
@@ -75,12 +76,14 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, bool, dict[str, Any]]]
         ("64 × 100 tok/s: added latency, p50", "ms", False, col("concurrency_added_p50_ms")),
         ("64 × 100 tok/s: added latency, p99", "ms", False, col("concurrency_added_p99_ms")),
         ("64 × 100 tok/s: server CPU", "% of a core", False, col("concurrency_cpu_pct")),
+        ("64 × 100 tok/s: server CPU per chunk relayed", "µs", False, cpu_per_chunk(results)),
         ("cancel latency, p50", "ms", False, col("cancel_p50_ms")),
         ("cancel latency, p99", "ms", False, col("cancel_p99_ms")),
         ("RSS at rest (fresh)", "MB", False, col("memory_rest_mb")),
         ("RSS after 100 requests", "MB", False, col("memory_warm_mb")),
         ("RSS after the memory phase", "MB", False, col("memory_after_mb")),
         ("RSS growth (after − at rest)", "MB", False, col("memory_growth_mb")),
+        ("requests in the memory phase (after the first 100)", "requests", True, col("memory_requests")),
         ("requests/s in the memory phase (4 connections)", "req/s", True, col("memory_requests_per_s")),
     ]
     for label in ("50 KB", "1 MB", "5 MB"):
@@ -90,11 +93,26 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, bool, dict[str, Any]]]
     return out
 
 
+def cpu_per_chunk(results: dict[str, Any]) -> dict[str, Any]:
+    """Median over runs of the server's CPU time per stamped chunk in the 64-stream phase."""
+    out = {}
+    for name in ORDER:
+        values = []
+        for run in results.get("runs", []):
+            v = run.get("concurrency", {}).get(name)
+            if isinstance(v, dict) and v.get("chunks") and v.get("cpu_s") is not None:
+                values.append(v["cpu_s"] / v["chunks"] * 1e6)
+        out[name] = statistics.median(values) if values else None
+    return out
+
+
 def cell(results: dict[str, Any], name: str, value: Any, unit: str, label: str) -> str:
     if name in results.get("not_measured", {}):
         return "not measured"
     if name not in results["summary"]:
         return "—"
+    if value is None and label.startswith("cancel") and results["summary"][name].get("cancel_not_closed"):
+        return f"never closed ({results['summary'][name]['cancel_not_closed']} tried)"
     if value is None and label.startswith("count_tokens"):
         entry = results.get("count_tokens", {}).get(name, {})
         size = label.split(",")[1].strip()
@@ -192,8 +210,12 @@ def markdown(results: dict[str, Any]) -> str:
             vs_floor = times(values.get("proxy"), values.get("floor")) if values.get("floor") is not None else "—"
         peer_cells = []
         for p in peer_names:
-            peer_cells.append("not measured" if p in results.get("not_measured", {}) else
-                              better(values.get("proxy"), values.get(p), higher))
+            if p in results.get("not_measured", {}):
+                peer_cells.append("not measured")
+            elif label.startswith("cancel") and values.get(p) is None and results["summary"].get(p, {}).get("cancel_not_closed"):
+                peer_cells.append("theirs never closed")
+            else:
+                peer_cells.append(better(values.get("proxy"), values.get(p), higher))
         lines.append(f"| {label} | {vs_floor} | " + " | ".join(peer_cells) + " |")
     tr = results.get("translate")
     if tr:
@@ -209,13 +231,18 @@ def markdown(results: dict[str, Any]) -> str:
         for phase, e in errs.items():
             details.append(f"- {labels[name]}, {phase}: failed: {e}")
         if s.get(name, {}).get("cancel_not_closed"):
-            details.append(f"- {labels[name]}, cancel: {s[name]['cancel_not_closed']} of the cancelled streams were"
-                           " still open at the fake 3 s after the client left (not counted in the percentiles)")
+            details.append(f"- {labels[name]}, cancel: {s[name]['cancel_not_closed']} cancelled streams were still open"
+                           " at the fake 2 s after the client left (not in the percentiles; after 3 such in a run"
+                           " with none closed, that run's cancel phase stops)")
+        if results.get("memory", {}).get(name, {}).get("cut_short"):
+            mem = results["memory"][name]
+            details.append(f"- {labels[name]}, memory: {mem['requests']:,} of {cfg['requests']:,} requests done in the"
+                           f" {cfg.get('memory_seconds', 120):g} s allowed ({mem['requests_per_s']:.1f} req/s); its RSS"
+                           " is after those")
         chunks, expected = s.get(name, {}).get("concurrency_chunks"), s.get(name, {}).get("concurrency_expected_chunks")
         if chunks is not None and expected and chunks < expected:
             details.append(f"- {labels[name]}, 64 streams: {chunks:.0f} of {expected:.0f} stamped chunks arrived")
-    notes = [f"- {labels[n]}: {results['targets'][n]['note']}" for n in names
-             if results["targets"].get(n, {}).get("note")]
+    notes = [f"- {results['targets'][n]['note']}" for n in names if results["targets"].get(n, {}).get("note")]
     if details or notes:
         lines += ["", "### Notes on this run", ""] + notes + details
     lines += ["", "![benchmarks](benchmarks.png)", "", END]
@@ -232,7 +259,7 @@ def panels(results: dict[str, Any]) -> dict[str, Any]:
     return {
         "title": f"claude-code-ollama-proxy benchmarks, {results['machine']['date']} ({results['machine']['cores']} cores)",
         "names": names,
-        "labels": [{"floor": "floor", "proxy": "this proxy", "litellm": "LiteLLM",
+        "labels": [{"floor": "floor", "proxy": "this proxy", "baseline": "before", "litellm": "LiteLLM",
                     "claude-code-router": "claude-code-router"}.get(n, n) for n in names],
         "panels": [
             {"title": "added time to first token, p50 (50 KB)", "unit": "ms", "values": vals("ttft_added_p50_ms"),
@@ -243,7 +270,8 @@ def panels(results: dict[str, Any]) -> dict[str, Any]:
              "values": vals("concurrency_added_p99_ms"), "target": 10, "skip_floor": True, "log": True},
             {"title": "64 × 100 tok/s: server CPU", "unit": "% of a core", "values": vals("concurrency_cpu_pct")},
             {"title": "RSS after the memory phase", "unit": "MB", "values": vals("memory_after_mb")},
-            {"title": "cancel latency, p99", "unit": "ms", "values": vals("cancel_p99_ms"), "target": 20, "log": True},
+            {"title": "cancel latency, p99", "unit": "ms", "values": vals("cancel_p99_ms"), "target": 20, "log": True,
+             "notes": ["never closed" if s.get(n, {}).get("cancel_not_closed") else None for n in names]},
         ],
     }
 
@@ -285,23 +313,30 @@ def print_summary(results: dict[str, Any]) -> None:
         print(f"{name}: not measured: {why}")
 
 
-def compare(before: dict[str, Any], after: dict[str, Any], name: str = "proxy") -> str:
-    """A markdown table of one target's numbers in two results files (before → after a fix)."""
-    b_rows = {label: (unit, values.get(name)) for label, unit, _h, values in rows(before)}
-    out = [f"| measurement | unit | before (`{before['machine']['commit']}`, {before['machine']['date']}) |"
-           f" after (`{after['machine']['commit']}`, {after['machine']['date']}) |", "| --- | --- | ---: | ---: |"]
+def compare(before: dict[str, Any], after: dict[str, Any], name: str = "proxy", old_name: str = "proxy",
+            old_title: str | None = None) -> str:
+    """A markdown table of this proxy's numbers before → after a fix: from two results files,
+    or (``old_name="baseline"``) from one run that measured both (``--baseline-source``)."""
+    b_rows = {label: (unit, values.get(old_name)) for label, unit, _h, values in rows(before)}
+    old_title = old_title or f"before (`{before['machine']['commit']}`, {before['machine']['date']})"
+    out = [f"| measurement | unit | {old_title} | after (`{after['machine']['commit']}`) | floor |",
+           "| --- | --- | ---: | ---: | ---: |"]
     for label, unit, _higher, values in rows(after):
         old = b_rows.get(label, (unit, None))[1]
         new = values.get(name)
         if old is None and new is None:
             continue
-        out.append(f"| {label} | {unit} | {num(old)} | {num(new)} |")
+        out.append(f"| {label} | {unit} | {num(old)} | {num(new)} | {num(values.get('floor'))} |")
     return "\n".join(out)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--compare":
         print(compare(json.loads(Path(sys.argv[2]).read_text()), json.loads(Path(sys.argv[3]).read_text())))
+        sys.exit(0)
+    if len(sys.argv) > 1 and sys.argv[1] == "--compare-baseline":
+        both = json.loads(Path(sys.argv[2]).read_text())
+        print(compare(both, both, old_name="baseline", old_title=f"before ({sys.argv[3] if len(sys.argv) > 3 else 'baseline'})"))
         sys.exit(0)
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else CACHE / "results-latest.json"
     render(json.loads(path.read_text()), ROOT / "docs" / "BENCHMARKS.md", ROOT / "docs" / "benchmarks.png")

@@ -546,19 +546,21 @@ async def start_fake(stack: contextlib.ExitStack) -> Fake:
     return Fake(int(port_file.read_text()), proc.pid)
 
 
-async def start_proxy(stack: contextlib.ExitStack, fake: Fake, source: Path | None = None) -> Target:
+async def start_proxy(stack: contextlib.ExitStack, fake: Fake, source: Path | None = None,
+                      name: str = "proxy") -> Target:
     """This proxy with its default settings; ``source``: a folder holding another ``proxy/``
     package (say, an older commit's, from ``git archive``) to run instead of the checkout's."""
     cmd, env = [*PROXY_CMD], None
     if source is not None:
         # -P: not the current folder (the checkout) first on sys.path
         cmd, env = [str(PYTHON), "-P", "-m", "proxy"], {"PYTHONPATH": str(source.resolve())}
-    proc, path = spawn("proxy", [*cmd, "serve", "--port", "0", "--ollama-url", fake.url,
+    proc, path = spawn(name, [*cmd, "serve", "--port", "0", "--ollama-url", fake.url,
                                  "--default-model", OLLAMA_MODEL], env=env)
     stack.callback(stop, proc)
     match = await wait_for_line(path, r"listening on http://127\.0\.0\.1:(\d+)", proc, 30)
     port = int(match.group(1))
-    return Target("proxy", "this proxy", "anthropic", port=port, pids=listening_pids(port) or [proc.pid])
+    label = "this proxy" if name == "proxy" else f"this proxy from {source}"
+    return Target(name, label, "anthropic", port=port, pids=listening_pids(port) or [proc.pid])
 
 
 def load_peers() -> tuple[Any, str | None]:
@@ -643,6 +645,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if "proxy" in wanted:
                 targets.append(await start_proxy(stack, fake, args.proxy_source))
                 log(f"this proxy on :{targets[-1].port} (pids {targets[-1].pids})")
+            if args.baseline_source is not None:
+                # the same proxy from another source tree, measured in the same run (before/after)
+                targets.append(await start_proxy(stack, fake, args.baseline_source, name="baseline"))
+                log(f"baseline proxy on :{targets[-1].port} (pids {targets[-1].pids})")
             peers, why = load_peers()
             for name in PEER_NAMES:
                 if name not in wanted:
@@ -785,6 +791,8 @@ def main() -> None:
     parser.add_argument("--peer-start-timeout", type=float, default=600)
     parser.add_argument("--proxy-source", type=Path,
                         help="run the proxy package found in this folder (e.g. an older commit's) instead")
+    parser.add_argument("--baseline-source", type=Path,
+                        help="also measure, as target 'baseline', the proxy package in this folder (before/after)")
     parser.add_argument("--out", type=Path, help="results JSON (default .cache/bench/results-<time>.json)")
     parser.add_argument("--no-render", action="store_true", help="do not rewrite docs/BENCHMARKS.md and the plot")
     args = parser.parse_args()
