@@ -6,6 +6,7 @@
 #   make stop      stops what `make run` or `make dev` started (SIGTERM: a graceful shutdown)
 #   make claude    Claude Code through the proxy (ARGS="-p 'hello'" passes arguments to Claude Code)
 #   make test      the whole test suite (installs Debian's chromium for the dashboard tests)
+#   make bench     benchmarks against the floor, LiteLLM and claude-code-router (docs/BENCHMARKS.md)
 #   make lock      regenerate requirements.lock from pyproject.toml (needs the network)
 PYTHON ?= python3
 VENV   := .venv
@@ -70,10 +71,12 @@ lock:
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .hypothesis
 
-# Benchmarks are not tests: timings are printed, never asserted.
+# Benchmarks are not tests: timings are reported, never asserted. bench/run_all.py starts the
+# fake Ollama, this proxy and the peers (installed into .cache/bench on first use), measures,
+# and rewrites docs/BENCHMARKS.md and docs/benchmarks.png (about 10 minutes). BENCH_RUNS,
+# BENCH_REQUESTS, BENCH_MEMORY_SECONDS, BENCH_TARGETS and BENCH_PHASES tune it; ARGS="..." too.
 bench: $(STAMP)
-	$(BIN)/python bench/bench_translate.py
-	$(BIN)/python bench/bench_stream.py
+	$(BIN)/python bench/run_all.py $(ARGS)
 
 # The fuzz harness for minutes: FUZZ_EXAMPLES=N sets the examples per property (default 20000).
 fuzz: $(STAMP)

@@ -1,6 +1,6 @@
 """Translation and count_tokens time for Claude Code-sized requests: 50 KB, 1 MB, 5 MB.
 
-    .venv/bin/python bench/bench_translate.py [--repeat N]
+    .venv/bin/python bench/bench_translate.py [--repeat N] [--json PATH]
 
 Bigger requests are built from the captured first turn by appending turns of tool calls and
 results (as a long session grows). Prints the median and p90 of each step, in milliseconds.
@@ -54,7 +54,9 @@ def timed(fn, repeat: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--json", type=Path, help="also write the numbers here (bench/run_all.py reads them)")
     args = parser.parse_args()
+    results = {}
     base = json.loads(FIXTURE.read_text())["body"]
     print(f"{'request':>8} {'bytes':>9} {'messages':>8} | {'parse+validate+translate ms (p50/p90)':>38} | {'count_tokens ms (p50/p90)':>26}")
     for label, size in (("50 KB", 50_000), ("1 MB", 1_000_000), ("5 MB", 5_000_000)):
@@ -66,6 +68,11 @@ def main() -> None:
         t50, t90 = timed(translate, repeat)
         c50, c90 = timed(count, repeat)
         print(f"{label:>8} {len(raw):>9} {len(body['messages']):>8} | {t50:>18.2f} / {t90:<17.2f} | {c50:>12.2f} / {c90:<11.2f}")
+        results[label] = {"bytes": len(raw), "messages": len(body["messages"]), "repeat": repeat,
+                          "translate_p50_ms": t50, "translate_p90_ms": t90,
+                          "count_tokens_p50_ms": c50, "count_tokens_p90_ms": c90}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

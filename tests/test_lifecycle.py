@@ -120,6 +120,37 @@ async def test_disconnect_during_the_final_chunk_leaves_nothing_behind(fake_olla
     assert [name for name, _ in sse_events(raw)][-1] == "message_stop"
 
 
+async def test_the_client_gets_its_whole_answer_before_ollamas_body_is_drained(fake_ollama, proxy):
+    # Ollama keeps its body open after the final chunk. The proxy ends the client's response
+    # first and only then waits (briefly) for the rest of Ollama's body.
+    for stream in (True, False):
+        fake_ollama.script_chat([Chunk(content="all"), Chunk(done=True, done_reason="stop", eval_count=1), Stall()])
+        with trio.fail_after(10):
+            async with httpx.AsyncClient(base_url=proxy.url) as client:
+                response = await client.post("/v1/messages", json={**BODY, "stream": stream})
+            # the response is whole, while the proxy still holds Ollama's connection
+            assert len(fake_ollama.disconnects) == (0 if stream else 1)
+            await fake_ollama.wait_disconnected(1 if stream else 2)
+        if stream:
+            assert [name for name, _ in sse_events(response.content)][-1] == "message_stop"
+        else:
+            assert response.json()["content"][0]["text"] == "all"
+    await wait_until(lambda: not live_request_tasks())
+
+
+async def test_answers_one_after_another_reuse_one_ollama_connection(fake_ollama, proxy):
+    # The relay reads the end of each body after the final chunk, so the connection goes
+    # back to the pool: a new connection per request costs more than the translation.
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            for i in range(3):
+                fake_ollama.script_chat(text_stream(f"answer {i}"))
+                response = await client.post("/v1/messages", json=BODY)
+                assert [name for name, _ in sse_events(response.content)][-1] == "message_stop"
+    assert len(fake_ollama.chat_requests) == 3
+    assert len({r.connection for r in fake_ollama.chat_requests}) == 1
+
+
 async def test_many_cancels_leave_no_task_and_no_connection(fake_ollama, start_proxy):
     proxy = await start_proxy(commit_grace=0.05)
     rounds = 12

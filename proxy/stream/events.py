@@ -136,7 +136,10 @@ Event = (
 )
 
 
+#: one encoder for every frame: ``json.dumps`` with options builds a new one per call
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def encode_sse(event: Event) -> bytes:
     """One SSE frame: ``event: NAME\\ndata: JSON\\n\\n`` (the SDK dispatches on ``event:``)."""
-    data = json.dumps(event.payload(), ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event.NAME}\ndata: {data}\n\n".encode("utf-8")
+    return f"event: {event.NAME}\ndata: {_encode_json(event.payload())}\n\n".encode("utf-8")
