@@ -32,7 +32,7 @@ from .protocol.translate import TranslatedRequest, encode_ollama_body
 from .stream.events import Event, Ping, encode_sse
 from .stream.message import MessageBuilder
 from .stream.translator import ResponseTranslator
-from .upstream import CHAT_PATH, status_error, transport_error
+from .upstream import chat_url, status_error, transport_error
 
 __all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
 
@@ -230,7 +230,7 @@ async def relay_upstream(
             attempt += 1
             try:
                 payload = encode_ollama_body(request)
-                async with client.stream("POST", CHAT_PATH, content=payload, headers=_JSON) as response:
+                async with client.stream("POST", chat_url(client), content=payload, headers=_JSON) as response:
                     progress["answered"] = True
                     if response.status_code != 200:
                         body = await response.aread()
