@@ -8,7 +8,6 @@ routed by (method, path) to a handler. Every error leaves in Anthropic's shape.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import secrets
 from importlib import resources
@@ -31,6 +30,7 @@ from .ollama_admin import list_models
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
+from .protocol.known_tools import KnownTools, ToolsCache, parse_request_body
 from .protocol.tokens import Calibration, estimate_tokens
 from .protocol.translate import translate_request, validate_request
 from .relay import RelaySettings, serve_messages
@@ -86,6 +86,8 @@ class ProxyApp:
         self.client: httpx.AsyncClient | None = None
         self.capabilities: CapabilityCache | None = None
         self.relay_settings = RelaySettings()
+        #: recent requests' tools, so a session's repeated tools are parsed and translated once
+        self.known_tools = ToolsCache()
         #: the live view (GET /v1/events, tail, the dashboard); replaced at startup
         self.live = LiveRequests(Broadcast())
 
@@ -211,10 +213,11 @@ class ProxyApp:
         if presented is None or not secrets.compare_digest(presented.encode(), expected.encode()):
             raise AuthenticationError("invalid API key: present the proxy's key as x-api-key or a Bearer token")
 
-    async def _read_json(self, receive: Receive) -> Any:
+    async def _read_json(self, receive: Receive) -> tuple[Any, KnownTools | None]:
+        """The parsed body, and its tools when they are an array (see known_tools)."""
         body = await read_body(receive, limit=self.settings.body_limit)
         try:
-            return json.loads(body)
+            return parse_request_body(body, self.known_tools)
         except ValueError as exc:
             raise RequestError(f"request body is not valid JSON: {exc}") from None
 
@@ -231,7 +234,7 @@ class ProxyApp:
             raise
 
     async def _messages(self, receive: Receive, send: Send, request_id: str, facts: dict[str, Any]) -> None:
-        raw = await self._read_json(receive)
+        raw, known_tools = await self._read_json(receive)
         if isinstance(raw, dict) and isinstance(raw.get("model"), str):
             facts["model"] = raw["model"]  # for the live view, even when the body is refused
         body = validate_request(raw)
@@ -251,6 +254,7 @@ class ProxyApp:
             can_think=capabilities.thinking,
             sequential_tools=settings.sequential_tools,
             native_tools=native_tools,
+            known_tools=known_tools,
         )
         if not native_tools:
             log.info("request %s: %s has no native tool calling; tools are emulated in the prompt", request_id, ollama_model)
@@ -277,6 +281,7 @@ class ProxyApp:
                 emulated = translate_request(
                     body, ollama_model=ollama_model, can_think=capabilities.thinking,
                     sequential_tools=settings.sequential_tools, native_tools=False,
+                    known_tools=known_tools,
                 ).ollama
                 for key in ("options", "keep_alive", "think"):  # as decided for this request
                     if key in current:
@@ -286,7 +291,7 @@ class ProxyApp:
                 return emulated
             return None
 
-        raw_estimate = estimate_tokens(body)
+        raw_estimate = estimate_tokens(body, known_tools=known_tools)
         estimate = self.calibration.apply(ollama_model, raw_estimate)
         num_ctx = choose_num_ctx(
             estimate=estimate,
@@ -376,11 +381,11 @@ class ProxyApp:
         headers.append(THINKING_DROPPED_HEADER)
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        body = await self._read_json(receive)
+        body, known_tools = await self._read_json(receive)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise RequestError("messages: field required (an array)")
         model = body.get("model")
-        estimate = estimate_tokens(body)
+        estimate = estimate_tokens(body, known_tools=known_tools)
         if isinstance(model, str):
             ollama_model = resolve_model(model, self.settings.model_map, self.settings.default_model)
             estimate = self.calibration.apply(ollama_model, estimate)

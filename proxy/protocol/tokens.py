@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .known_tools import KnownTools
+
 __all__ = ["estimate_tokens", "Calibration", "IMAGE_TOKENS", "CHARS_PER_TOKEN"]
 
 #: A fixed cost per image: local vision encoders use a few hundred tokens per image.
@@ -38,17 +40,32 @@ def _count(value: Any, acc: list[int]) -> None:
             _count(item, acc)
 
 
-def estimate_tokens(body: dict[str, Any], *, chars_per_token: float = CHARS_PER_TOKEN) -> int:
-    """Estimate the prompt tokens of a Messages request: system, messages and tools."""
+def estimate_tokens(
+    body: dict[str, Any], *, chars_per_token: float = CHARS_PER_TOKEN, known_tools: KnownTools | None = None
+) -> int:
+    """Estimate the prompt tokens of a Messages request: system, messages and tools.
+
+    ``known_tools``: the body's tools as :func:`~proxy.protocol.known_tools.parse_request_body`
+    found them; their JSON length is then measured once for every request that has them.
+    """
     acc = [0, 0]
     _count(body.get("system"), acc)
     _count(body.get("messages"), acc)
     tools = body.get("tools")
     if isinstance(tools, list):
-        acc[0] += len(json.dumps(tools, separators=(",", ":")))
+        if known_tools is not None and tools is known_tools.tools:
+            if known_tools.json_length is None:
+                known_tools.json_length = _json_length(tools)
+            acc[0] += known_tools.json_length
+        else:
+            acc[0] += _json_length(tools)
     messages = body.get("messages")
     overhead = 4 * len(messages) if isinstance(messages, list) else 0
     return int(acc[0] / chars_per_token) + acc[1] * IMAGE_TOKENS + overhead + 1
+
+
+def _json_length(tools: list[Any]) -> int:
+    return len(json.dumps(tools, separators=(",", ":")))
 
 
 class Calibration:

@@ -24,10 +24,11 @@ import logging
 from typing import Any
 
 from ..errors import RequestError
+from .known_tools import KnownTools
 from .history import emulate_tools, pair_tool_results, sequentialize, tool_choice_instruction
 from .thinking import decide_think
 
-__all__ = ["validate_request", "translate_request", "TranslatedRequest", "BILLING_HEADER_PREFIX"]
+__all__ = ["validate_request", "translate_request", "encode_ollama_body", "TranslatedRequest", "BILLING_HEADER_PREFIX"]
 
 log = logging.getLogger("proxy.translate")
 
@@ -46,6 +47,8 @@ class TranslatedRequest:
     tools: dict[str, dict[str, Any]]
     #: the client asked for thinking and the model cannot think
     thinking_dropped: bool = False
+    #: the request's tools when they were recognized (see encode_ollama_body)
+    known_tools: KnownTools | None = None
 
 
 def _fail(path: str, problem: str) -> RequestError:
@@ -361,17 +364,38 @@ def translate_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return _merge_same_role(out)
 
 
-def translate_tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, dict]]:
-    """Client tools → Ollama function tools; server tools are left out with a log line."""
+def translate_tools(
+    body: dict[str, Any], known_tools: KnownTools | None = None
+) -> tuple[list[dict[str, Any]], dict[str, dict]]:
+    """Client tools → Ollama function tools; server tools are left out with a log line.
+
+    ``known_tools``: the body's tools as parse_request_body found them; they are then
+    translated once for every request that has them (the result is shared: read-only).
+    """
     tools = body.get("tools") or []
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "none":
         return [], {}
+    if known_tools is not None and body.get("tools") is known_tools.tools:
+        if known_tools.translation is None:
+            known_tools.translation = _translate_tools(tools)
+        functions, schemas, left_out = known_tools.translation
+    else:
+        functions, schemas, left_out = _translate_tools(tools)
+    for name, kind in left_out:
+        log.info("left out server tool %r (type %r): Ollama cannot run it", name, kind)
+    return functions, schemas
+
+
+def _translate_tools(
+    tools: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, dict], list[tuple[Any, Any]]]:
     functions: list[dict[str, Any]] = []
     schemas: dict[str, dict] = {}
+    left_out: list[tuple[Any, Any]] = []
     for tool in tools:
         if tool.get("type") not in (None, "custom"):
-            log.info("left out server tool %r (type %r): Ollama cannot run it", tool["name"], tool["type"])
+            left_out.append((tool["name"], tool["type"]))
             continue
         schema = tool.get("input_schema") or {"type": "object", "properties": {}}
         description = tool.get("description")
@@ -386,7 +410,7 @@ def translate_tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[st
             }
         )
         schemas[tool["name"]] = schema
-    return functions, schemas
+    return functions, schemas, left_out
 
 
 def translate_options(body: dict[str, Any]) -> dict[str, Any]:
@@ -406,6 +430,7 @@ def translate_request(
     can_think: bool = True,
     sequential_tools: bool = True,
     native_tools: bool = True,
+    known_tools: KnownTools | None = None,
 ) -> TranslatedRequest:
     """Build the Ollama ``/api/chat`` body for a request that passed :func:`validate_request`.
 
@@ -413,11 +438,12 @@ def translate_request(
     as :func:`~proxy.protocol.thinking.decide_think` says. ``sequential_tools``: rewrite
     parallel tool calls as rounds of one. ``native_tools``: False for a model without tool
     calling: the tools are described in the system prompt instead (see
-    :mod:`proxy.protocol.history`).
+    :mod:`proxy.protocol.history`). ``known_tools``: the body's tools as
+    :func:`~proxy.protocol.known_tools.parse_request_body` found them (translated once).
 
     Raises RequestError for content the local model cannot take (image URLs, PDFs).
     """
-    functions, schemas = translate_tools(body)
+    functions, schemas = translate_tools(body, known_tools)
     history = pair_tool_results(body["messages"])
     if sequential_tools:
         history = sequentialize(history)
@@ -452,4 +478,26 @@ def translate_request(
         stream=bool(body.get("stream", False)),
         tools=schemas,
         thinking_dropped=decision.dropped,
+        known_tools=known_tools,
     )
+
+
+def encode_ollama_body(request: TranslatedRequest) -> bytes:
+    """``request.ollama`` as JSON bytes: exactly ``json.dumps(request.ollama, allow_nan=False)``.
+
+    json.dumps' default (non-ASCII as \\u escapes) is the same JSON for Ollama and encodes in
+    half the time of keeping UTF-8. When ``ollama["tools"]`` is the recognized tools'
+    translation, their encoding (most of a Claude Code request) is made once and reused:
+    the body is then joined member by member as json.dumps joins them.
+    """
+    ollama = request.ollama
+    known = request.known_tools
+    if known is None or known.translation is None or ollama.get("tools") is not known.translation[0]:
+        return json.dumps(ollama, allow_nan=False).encode()
+    if known.functions_json is None:
+        known.functions_json = json.dumps(known.translation[0], allow_nan=False)
+    members = [
+        f"{json.dumps(key)}: {known.functions_json if key == 'tools' else json.dumps(value, allow_nan=False)}"
+        for key, value in ollama.items()
+    ]
+    return ("{" + ", ".join(members) + "}").encode()
