@@ -32,6 +32,25 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
+#: a request as the snapshot and ``finished`` show it, before anything is known
+_BLANK_ROW: dict[str, Any] = {
+    "request_id": None, "status": None, "started_at": None, "model": None, "ollama_model": None,
+    "stop_reason": None, "ttft_ms": None, "duration_ms": None, "input_tokens": None,
+    "input_tokens_estimated": False, "output_tokens": 0, "tokens_per_second": None, "num_ctx": None,
+    "context_fill": None, "cancelled": False, "repairs": 0, "error_type": None,
+}
+
+
+def _error_event(request_id: str, error: Any) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "request_id": request_id,
+        "status": error.status,
+        "error_type": error.error_type,
+        "message": error.message,
+    }
+
+
 class LiveRequests:
     def __init__(self, broadcast: Broadcast) -> None:
         self.broadcast = broadcast
@@ -56,20 +75,10 @@ class LiveRequests:
     def rejected(self, request_id: str, error: Any, *, model: str | None = None) -> None:
         """A ``POST /v1/messages`` refused before it reached Ollama (a 4xx, a 413...):
         ``error`` and ``finished``, with no ``started``."""
-        self.broadcast.publish({
-            "type": "error",
-            "request_id": request_id,
-            "status": error.status,
-            "error_type": error.error_type,
-            "message": error.message,
-        })
+        self.broadcast.publish(_error_event(request_id, error))
         summary = {
-            "request_id": request_id, "status": error.status, "started_at": round(time.time(), 3),
-            "model": model, "ollama_model": None, "stop_reason": None, "ttft_ms": None,
-            "duration_ms": None, "input_tokens": None, "input_tokens_estimated": False, "output_tokens": 0,
-            "tokens_per_second": None,
-            "num_ctx": None, "context_fill": None, "cancelled": False, "repairs": 0,
-            "error_type": error.error_type,
+            **_BLANK_ROW, "request_id": request_id, "status": error.status,
+            "started_at": round(time.time(), 3), "model": model, "error_type": error.error_type,
         }
         self.recent.append(summary)
         self.broadcast.publish({"type": "finished", **summary})
@@ -158,75 +167,54 @@ class RequestWatch:
                 "elapsed_ms": _ms(now - self.started),
             })
 
-    def summary(self, now: float) -> dict[str, Any]:
-        """The request as the snapshot shows it while it runs: what is known so far."""
+    def _row(self, now: float, *, input_tokens: int, **fields: Any) -> dict[str, Any]:
+        """This request's row (see _BLANK_ROW) at ``now``; ``fields`` add what only the
+        caller knows."""
         return {
+            **_BLANK_ROW,
             "request_id": self.request_id,
-            "status": "running",
             "started_at": round(self.started_at, 3),
             "model": self.model,
             "ollama_model": self.ollama_model,
-            "stop_reason": None,
             "ttft_ms": _ms(None if self.first_output is None else self.first_output - self.started),
             "duration_ms": _ms(now - self.started),
-            "input_tokens": self.input_tokens,
-            "input_tokens_estimated": True,
+            "input_tokens": input_tokens,
             "output_tokens": self.output_tokens,
             "tokens_per_second": self._rate(now),
             "num_ctx": self.num_ctx,
-            "context_fill": self._fill(self.input_tokens),
-            "cancelled": False,
+            "context_fill": round(min(1.0, input_tokens / self.num_ctx), 4) if self.num_ctx else None,
             "repairs": self.repairs,
-            "error_type": None,
+            **fields,
         }
 
-    def _fill(self, tokens: int) -> float | None:
-        return round(min(1.0, tokens / self.num_ctx), 4) if self.num_ctx else None
+    def summary(self, now: float) -> dict[str, Any]:
+        """The request as the snapshot shows it while it runs: what is known so far."""
+        return self._row(now, input_tokens=self.input_tokens, status="running", input_tokens_estimated=True)
 
     def finish(self, *, outcome: Mapping[str, Any], translator: Any, now: float) -> None:
         """The request ended: ``cancel`` or ``error`` when so, then ``finished``."""
         if self.done:
             return
         self.done = True
-        self.output(translator, now)
-        output_tokens = translator.output_tokens or translator.approx_output_tokens
+        self.output(translator, now)  # the last counts: output_tokens is final now
         error = outcome.get("error")
         if outcome.get("cancelled"):
             self._publish({
                 "type": "cancel",
                 "request_id": self.request_id,
                 "phase": outcome.get("phase"),
-                "output_tokens": output_tokens,
+                "output_tokens": self.output_tokens,
             })
         if error is not None:
-            self._publish({
-                "type": "error",
-                "request_id": self.request_id,
-                "status": error.status,
-                "error_type": error.error_type,
-                "message": error.message,
-            })
-        first = outcome.get("first_output_at", self.first_output)
-        generating = now - first if first is not None else 0.0
-        input_tokens = translator.input_tokens or self.input_tokens
-        summary = {
-            "request_id": self.request_id,
-            "status": outcome.get("status"),
-            "started_at": round(self.started_at, 3),
-            "model": self.model,
-            "ollama_model": self.ollama_model,
-            "stop_reason": translator.machine.stop_reason,
-            "ttft_ms": _ms(None if first is None else first - self.started),
-            "duration_ms": _ms(now - self.started),
-            "input_tokens": input_tokens,
-            "input_tokens_estimated": not translator.input_tokens,
-            "output_tokens": output_tokens,
-            "tokens_per_second": round(output_tokens / generating, 1) if generating > 0 and output_tokens else None,
-            "num_ctx": self.num_ctx,
-            "context_fill": self._fill(input_tokens),
-            "cancelled": bool(outcome.get("cancelled")),
-            "repairs": self.repairs,
-            "error_type": error.error_type if error is not None else None,
-        }
+            self._publish(_error_event(self.request_id, error))
+        summary = self._row(
+            now,
+            input_tokens=translator.input_tokens or self.input_tokens,
+            status=outcome.get("status"),
+            stop_reason=translator.machine.stop_reason,
+            input_tokens_estimated=not translator.input_tokens,
+            cancelled=bool(outcome.get("cancelled")),
+            error_type=error.error_type if error is not None else None,
+        )
         self._registry._ended(self, summary)
         self._publish({"type": "finished", **summary})
