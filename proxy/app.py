@@ -420,7 +420,6 @@ class ProxyApp:
             },
         )
 
-
     async def events_over_http(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         raise RequestError(
             "/v1/events is a WebSocket: connect with a WebSocket client, e.g."

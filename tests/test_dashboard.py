@@ -86,12 +86,22 @@ async def wait_for_row(page: Page, request_id: str, status: str, *, timeout: flo
 async def counts(page: Page) -> dict[str, int]:
     names = ["live", "done", "cancelled", "errors", "repairs", "dropped"]
     texts = await page.evaluate(f"{json.dumps(names)}.map(n => document.getElementById('count-' + n).innerText)")
-    return {name: int(re.sub(r"\D", "", text)) for name, text in zip(names, texts)}
+    return {name: number(text) for name, text in zip(names, texts)}
 
 
 async def open_dashboard(browser, proxy, fragment: str = "") -> Page:
     page = await browser.open_page(proxy.url + "/dashboard" + fragment)
     await page.wait_for("document.getElementById('connection').dataset.state === 'live'")
+    return page
+
+
+async def page_after_one_answer(browser, proxy, fake_ollama) -> Page:
+    """The dashboard, open and live, once it shows one answered request."""
+    fake_ollama.script_chat(text_stream("ok"))
+    page = await open_dashboard(browser, proxy)
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(proxy.url + "/v1/messages", json=BODY)
+    await wait_for_row(page, response.headers["request-id"], "ok")
     return page
 
 
@@ -256,12 +266,8 @@ async def test_with_an_api_key_the_page_asks_for_it_and_then_shows_requests(fake
 
 
 async def test_the_page_loads_nothing_from_anywhere_else(fake_ollama, proxy, browser):
-    fake_ollama.script_chat(text_stream("ok"))
     with trio.fail_after(20):
-        page = await open_dashboard(browser, proxy)
-        async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.post(proxy.url + "/v1/messages", json=BODY)
-        await wait_for_row(page, response.headers["request-id"], "ok")
+        page = await page_after_one_answer(browser, proxy, fake_ollama)
         await trio.sleep(0.3)  # a late font or image request would show up by now
         await page.evaluate("1")  # read the Network events that came meanwhile
         resources = await page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
@@ -308,12 +314,8 @@ def png_size_and_pixels(data: bytes) -> tuple[int, int, bytes]:
 
 
 async def test_a_screenshot_is_a_png_of_the_page(fake_ollama, proxy, browser):
-    fake_ollama.script_chat(text_stream("ok"))
     with trio.fail_after(20):
-        page = await open_dashboard(browser, proxy)
-        async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.post(proxy.url + "/v1/messages", json=BODY)
-        await wait_for_row(page, response.headers["request-id"], "ok")
+        page = await page_after_one_answer(browser, proxy, fake_ollama)
         data = await page.screenshot()
     width, height, pixels = png_size_and_pixels(data)
     assert (width, height) == (1280, 800)  # the page's viewport
