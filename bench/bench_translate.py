@@ -19,7 +19,7 @@ from pathlib import Path
 from proxy.protocol.tokens import estimate_tokens
 from proxy.protocol.translate import translate_request, validate_request
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "claude-code" / "01-first-turn-streaming.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "claude-code" / "01-first-turn-streaming.json"
 
 
 def grown(body: dict, size: int) -> dict:

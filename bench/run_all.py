@@ -68,7 +68,7 @@ from client import Connection, HTTPFailure  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench"
 LOGS = CACHE / "logs"
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "claude-code" / "01-first-turn-streaming.json"
+FIXTURE = ROOT / "tests" / "data" / "claude-code" / "01-first-turn-streaming.json"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 PROXY_BIN = ROOT / ".venv" / "bin" / "claude-code-ollama-proxy"
 #: how the proxy is started (bench/run_all.py --proxy-cmd overrides, e.g. to profile it)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 __all__ = ["CLAUDE_CODE_VERSION", "claude_code_binary", "claude_code_env"]
 
-#: The version the fixtures in ../shared were captured from.
+#: The version the fixtures in tests/data/claude-code/ were captured from.
 CLAUDE_CODE_VERSION = "2.1.328"
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / f"claude-code-{CLAUDE_CODE_VERSION}"
 

@@ -15,7 +15,7 @@ from proxy.config import load_settings
 from proxy.server import serve
 from tests.fake_ollama import FakeOllama, Model
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "claude-code"
+FIXTURES = Path(__file__).resolve().parent / "data" / "claude-code"
 
 MODELS = [
     Model("qwen3:8b", capabilities=("completion", "tools", "thinking"), context_length=40960),

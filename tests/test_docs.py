@@ -33,7 +33,9 @@ def test_every_command_is_in_the_cli_reference():
 def test_local_links_point_to_files_that_exist(doc):
     text = (ROOT / doc).read_text(encoding="utf-8")
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
-        assert (ROOT / doc).parent.joinpath(target).exists(), f"{doc} links to missing {target}"
+        path = (ROOT / doc).parent.joinpath(target).resolve()
+        assert path.is_relative_to(ROOT), f"{doc} links outside the checkout: {target}"
+        assert path.exists(), f"{doc} links to missing {target}"
 
 
 def test_make_targets_in_the_docs_exist():

@@ -1,7 +1,7 @@
 """Recognized tools (proxy/protocol/known_tools.py): parsing a body and reusing the tools
 of an earlier request must give exactly what json.loads and the uncached translation give.
 
-On every request Claude Code really sent (../shared/fixtures/claude-code/), then on
+On every request Claude Code really sent (tests/data/claude-code/), then on
 malformed and unusual bodies.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,8 @@ import pytest
 from proxy.protocol.known_tools import ToolsCache, parse_request_body
 from proxy.protocol.tokens import estimate_tokens
 from proxy.protocol.translate import encode_ollama_body, translate_request, validate_request
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "claude-code"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
 
 

@@ -2,7 +2,7 @@
 
 Ollama reuses its KV cache only for the longest common prefix with the previous request.
 The sessions under tests/data/sessions were recorded from Claude Code itself through the
-proxy (tests/data/record_session.py); the fixtures of ../shared add a captured pair.
+proxy (tests/data/record_session.py); the captures in tests/data/claude-code/ add a captured pair.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Request translation (proxy/protocol/translate.py): Anthropic Messages → Ollama /api/chat.
 
-First on every request Claude Code really sent (../shared/fixtures/claude-code/, read in
+First on every request Claude Code really sent (tests/data/claude-code/, read in
 place), then on small targeted requests for each kind of content.
 """
 
@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from proxy.errors import RequestError
 from proxy.protocol.translate import BILLING_HEADER_PREFIX, translate_request, validate_request
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "claude-code"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
 OLLAMA_MODEL = "qwen3:8b"
 
