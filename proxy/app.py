@@ -24,19 +24,19 @@ from .capabilities import CapabilityCache
 from .config import ConfigError, is_loopback_host, load_settings
 from .errors import AuthenticationError, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
 from .events_socket import reject_handshake, serve_events
+from .hosts import HostPool
 from .live import LiveRequests
 from .logs import configure_logging, request_context
-from .ollama_admin import list_models
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
 from .protocol.known_tools import KnownTools, ToolsCache, parse_request_body
 from .protocol.tokens import Calibration, estimate_tokens
 from .protocol.translate import translate_request, validate_request
+from .routing import session_key
 from .relay import RelaySettings, serve_messages
 from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
 from .stream.translator import ResponseTranslator
-from .upstream import open_client, probe_version
 
 __all__ = ["ProxyApp", "app"]
 
@@ -85,6 +85,8 @@ class ProxyApp:
         self.settings: Any = None
         self.client: httpx.AsyncClient | None = None
         self.capabilities: CapabilityCache | None = None
+        #: the Ollama hosts: their clients, what is known of each, the routes
+        self.hosts: HostPool | None = None
         self.relay_settings = RelaySettings()
         #: recent requests' tools, so a session's repeated tools are parsed and translated once
         self.known_tools = ToolsCache()
@@ -122,12 +124,23 @@ class ProxyApp:
             busy_retry_window=settings.busy_retry_window,
         )
         self.live = LiveRequests(Broadcast(buffer=settings.events_buffer))
-        self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
-        self.capabilities = CapabilityCache(self.client)
+        try:
+            self.hosts = HostPool(
+                settings.ollama_url,
+                connect_timeout=settings.connect_timeout,
+                saturation=settings.host_saturation,
+                poll_interval=settings.host_poll_interval,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"ollama_url: {exc}") from exc
+        self.live.host_pool = self.hosts
+        self.client = self.hosts.first_client
+        self.capabilities = self.hosts.capabilities(self.hosts.table.hosts[0])
         self.calibration = Calibration()
-        #: the largest num_ctx each model got so far: it only grows (a change reloads the model)
-        self.num_ctx_high_water: dict[str, int] = {}
-        log.info("proxy ready: Ollama at %s, default model %s", settings.ollama_url, settings.default_model)
+        #: the largest num_ctx each (host, model) got so far: it only grows (a change
+        #: reloads the model on that host)
+        self.num_ctx_high_water: dict[tuple[str, str], int] = {}
+        log.info("proxy ready: Ollama at %s, default model %s", ", ".join(self.hosts.urls), settings.default_model)
 
     def close_live_view(self) -> None:
         """End every /v1/events connection (close code 1001): a viewer must not hold a
@@ -136,25 +149,29 @@ class ProxyApp:
 
     async def shutdown(self) -> None:
         self.close_live_view()
-        if self.client is not None:
-            with trio.move_on_after(5, shield=True):
-                await self.client.aclose()
+        if self.hosts is not None:
+            await self.hosts.aclose()
             self.client = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except ConfigError as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+        # The lifespan's nursery runs the hosts' monitor (several hosts only) until shutdown.
+        async with trio.open_nursery() as nursery:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    try:
+                        await self.startup()
+                    except ConfigError as exc:
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
+                    if len(self.hosts.table) > 1:
+                        await nursery.start(self.hosts.monitor)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    nursery.cancel_scope.cancel()
+                    await self.shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
                     return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -226,24 +243,30 @@ class ProxyApp:
     async def messages(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         facts: dict[str, Any] = {}
         try:
-            await self._messages(receive, send, request_id, facts)
+            await self._messages(receive, send, request_id, facts, header(scope, b"x-claude-code-session-id"))
         except ProxyError as exc:
             # Refused before it reached Ollama (the relay answers every later failure
             # itself): the live view shows it too.
             self.live.rejected(request_id, exc, model=facts.get("model"))
             raise
 
-    async def _messages(self, receive: Receive, send: Send, request_id: str, facts: dict[str, Any]) -> None:
+    async def _messages(
+        self, receive: Receive, send: Send, request_id: str, facts: dict[str, Any], session_header: str | None
+    ) -> None:
         raw, known_tools = await self._read_json(receive)
         if isinstance(raw, dict) and isinstance(raw.get("model"), str):
             facts["model"] = raw["model"]  # for the live view, even when the body is refused
         body = validate_request(raw)
         settings = self.settings
         ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
-        capabilities = await self.capabilities.get(ollama_model)
+        route = await self.hosts.route(ollama_model, session_key(session_header, body))
+        host_url = route.first.url
+        # What a model can do is asked of the host expected to run it (versions may differ).
+        capability_cache = self.hosts.capabilities(route.first)
+        capabilities = await capability_cache.get(ollama_model)
         native_tools = capabilities.tools or not body.get("tools")
         if not native_tools and not settings.tool_emulation:
-            callers = await self.capabilities.models_that("tools")
+            callers = await capability_cache.models_that("tools")
             raise RequestError(
                 f"{ollama_model} cannot call tools, and tool_emulation is off. Models installed that can: "
                 + (", ".join(callers) if callers else "none (try `ollama pull qwen3:8b`)")
@@ -260,7 +283,7 @@ class ProxyApp:
             log.info("request %s: %s has no native tool calling; tools are emulated in the prompt", request_id, ollama_model)
         headers: list[tuple[str, str]] = []
         if request.thinking_dropped:
-            await self._thinking_dropped(ollama_model, headers)
+            await self._thinking_dropped(capability_cache, ollama_model, headers)
 
         def revise_refused(ollama_error: bytes) -> dict[str, Any] | None:
             """Ollama refused with a 400 what our cached capabilities allowed: believe
@@ -268,12 +291,12 @@ class ProxyApp:
             Each fix removes what was refused, so neither can repeat."""
             current = request.ollama
             if b"does not support thinking" in ollama_error and current.get("think"):
-                self.capabilities.contradicted(ollama_model, "thinking", "Ollama says it does not support thinking")
-                self.capabilities.warn_thinking_dropped(ollama_model)
+                capability_cache.contradicted(ollama_model, "thinking", "Ollama says it does not support thinking")
+                capability_cache.warn_thinking_dropped(ollama_model)
                 headers.append(THINKING_DROPPED_HEADER)
                 return {k: v for k, v in current.items() if k != "think"}
             if b"does not support tools" in ollama_error and current.get("tools") and settings.tool_emulation:
-                self.capabilities.contradicted(ollama_model, "tools", "Ollama says it does not support tools")
+                capability_cache.contradicted(ollama_model, "tools", "Ollama says it does not support tools")
                 log.warning(
                     "request %s: Ollama says %s cannot call tools; its tools are described in the"
                     " prompt instead (tool emulation)", request_id, ollama_model,
@@ -298,10 +321,8 @@ class ProxyApp:
             max_tokens=body["max_tokens"],
             model_max=capabilities.context_length,
             policy=ContextPolicy(pinned=settings.num_ctx, maximum=settings.max_num_ctx),
-            high_water=self.num_ctx_high_water.get(ollama_model, 0),
+            high_water=self.num_ctx_high_water.get((host_url, ollama_model), 0),
         )
-        if num_ctx > self.num_ctx_high_water.get(ollama_model, 0):
-            self.num_ctx_high_water[ollama_model] = num_ctx
         request.ollama["options"]["num_ctx"] = num_ctx
         if settings.keep_alive:
             request.ollama["keep_alive"] = _keep_alive(settings.keep_alive)
@@ -315,6 +336,7 @@ class ProxyApp:
             estimated_input_tokens=translator.estimated_input_tokens,
             messages=len(request.ollama["messages"]),
             tools=len(request.ollama.get("tools") or ()),
+            host=host_url,
         )
         log_request_start(record)
         log_request_bodies(record, body, request.ollama)
@@ -328,13 +350,14 @@ class ProxyApp:
             input_tokens=estimate,
             num_ctx=num_ctx,
             now=record.started,
+            host=host_url,
         )
         outcome: dict[str, Any] | None = None
         try:
             outcome = await serve_messages(
                 receive,
                 send,
-                client=self.client,
+                route=route,
                 settings=self.relay_settings,
                 request=request,
                 translator=translator,
@@ -350,10 +373,14 @@ class ProxyApp:
                     translator=translator,
                     now=trio.current_time(),
                 )
+        served_by = outcome.get("host", host_url) if outcome is not None else host_url
+        if num_ctx > self.num_ctx_high_water.get((served_by, ollama_model), 0):
+            self.num_ctx_high_water[(served_by, ollama_model)] = num_ctx
         self._learn_prompt_size(ollama_model, raw_estimate, translator.input_tokens, num_ctx)
         ended = trio.current_time()
-        log_request_end(record, ended=ended, outcome=outcome, translator=translator)
+        log_request_end(record, ended=ended, outcome=outcome, translator=translator, tried=route.tried)
         watch.finish(outcome=outcome, translator=translator, now=ended)
+        self.live.hosts_changed()
 
     def _learn_prompt_size(self, model: str, raw_estimate: int, actual: int, num_ctx: int) -> None:
         """Calibrate the estimator from Ollama's real count; warn when the prompt was cut."""
@@ -368,16 +395,16 @@ class ProxyApp:
             return
         self.calibration.observe(model, raw_estimate, actual)
 
-    async def _thinking_dropped(self, model: str, headers: list[tuple[str, str]]) -> None:
+    async def _thinking_dropped(self, capability_cache: CapabilityCache, model: str, headers: list[tuple[str, str]]) -> None:
         """The client asked for thinking from a model that cannot think: drop it and say so
         in a header, or (strict_thinking) refuse with a 400 naming the models that can."""
         if self.settings.strict_thinking:
-            thinkers = await self.capabilities.models_that("thinking")
+            thinkers = await capability_cache.models_that("thinking")
             raise RequestError(
                 f"{model} cannot think, and strict_thinking is on. Models installed that can think: "
                 + (", ".join(thinkers) if thinkers else "none (try `ollama pull qwen3:8b`)")
             )
-        self.capabilities.warn_thinking_dropped(model)
+        capability_cache.warn_thinking_dropped(model)
         headers.append(THINKING_DROPPED_HEADER)
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
@@ -396,11 +423,11 @@ class ProxyApp:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         limit, after_id, before_id = parse_list_query(query)
         with trio.move_on_after(10):  # the one shared client has no read timeout of its own
-            installed = await list_models(self.client)
+            installed = await self.hosts.installed_models()
             entries = model_entries(installed, self.settings.model_map)
             await send_json(send, 200, paginate(entries, limit=limit, after_id=after_id, before_id=before_id))
             return
-        raise UpstreamTimeout(f"Ollama at {self.settings.ollama_url} did not list its models within 10 s")
+        raise UpstreamTimeout(f"Ollama at {', '.join(self.hosts.urls)} did not list its models within 10 s")
 
     async def root(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         await send_response(
@@ -408,15 +435,23 @@ class ProxyApp:
         )
 
     async def health(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        version = await probe_version(self.client)
-        url = self.settings.ollama_url
+        versions = await self.hosts.versions()
+        hosts = self.hosts.snapshot()
+        for row in hosts:
+            row["reachable"] = versions[row["url"]] is not None
+            row["version"] = versions[row["url"]]
+        reachable = sum(row["reachable"] for row in hosts)
+        first = hosts[0]
+        status = "ok" if reachable == len(hosts) else ("degraded" if reachable else "ollama_unreachable")
         await send_json(
             send,
             200,
             {
-                "status": "ok" if version else "ollama_unreachable",
+                "status": status,
                 "proxy_version": __version__,
-                "ollama": {"url": url, "reachable": version is not None, "version": version},
+                # the first host, as before several hosts were possible
+                "ollama": {"url": first["url"], "reachable": first["reachable"], "version": first["version"]},
+                "hosts": hosts,
             },
         )
 

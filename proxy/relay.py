@@ -26,7 +26,8 @@ import httpx
 import trio
 
 from .asgi import Receive, Send, send_error, send_json
-from .errors import ProxyError, UpstreamTimeout
+from .errors import ProxyError, UpstreamBusy, UpstreamTimeout
+from .hosts import Route
 from .live import RequestWatch
 from .protocol.translate import TranslatedRequest, encode_ollama_body
 from .stream.events import Event, Ping, encode_sse
@@ -34,7 +35,7 @@ from .stream.message import MessageBuilder
 from .stream.translator import ResponseTranslator
 from .upstream import chat_url, status_error, transport_error
 
-__all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
+__all__ = ["RelaySettings", "serve_messages", "relay_routed", "wait_for_disconnect"]
 
 log = logging.getLogger("proxy.relay")
 
@@ -294,11 +295,62 @@ async def relay_upstream(
         )
 
 
+async def relay_routed(
+    route: Route,
+    settings: RelaySettings,
+    request: TranslatedRequest,
+    translator: ResponseTranslator,
+    sink: SSESink | JSONSink,
+    progress: dict[str, Any],
+    revise_refused: Callable[[bytes], dict[str, Any] | None] | None = None,
+    watch: RequestWatch | None = None,
+) -> None:
+    """:func:`relay_upstream` to the route's hosts in order, while the client has had
+    nothing from any of them (at most the head, ``message_start`` and pings, the same
+    whichever host answers). A host that is down, busy (503), lacks the model or fails
+    before its first byte hands the request to the next; when every host answered 503
+    the round is tried again with backoff (``busy_retries`` rounds within
+    ``busy_retry_window``), then the client gets the 529. One host: exactly
+    :func:`relay_upstream`, whose own busy retries apply. ``progress["host"]`` names the
+    host that answered (or was tried last)."""
+    if route.single:
+        progress["host"] = route.first.url
+        with route.attempt(route.first):
+            await relay_upstream(route.client(route.first), settings, request, translator, sink, progress, revise_refused, watch)
+        return
+    once = dataclasses.replace(settings, busy_retries=1)
+    retry_until = trio.current_time() + settings.busy_retry_window
+    for round_number in range(1, max(1, settings.busy_retries) + 1):
+        busy: ProxyError | None = None
+        last: ProxyError | None = None
+        for host in route.hosts:
+            progress["host"] = host.url
+            progress["answered"] = False
+            try:
+                with route.attempt(host):
+                    await relay_upstream(route.client(host), once, request, translator, sink, progress, revise_refused, watch)
+                return
+            except ProxyError as exc:
+                if translator.bytes_fed or not route.may_try_next(exc):
+                    raise
+                log.info("Ollama host %s: %s; trying the next host", host.url, exc.message)
+                last = exc
+                if isinstance(exc, UpstreamBusy):
+                    busy = exc
+        assert last is not None
+        backoff = 0.25 * 2 ** (round_number - 1)
+        if busy is None or round_number >= settings.busy_retries or trio.current_time() + backoff >= retry_until:
+            raise busy or last
+        log.info("every Ollama host is busy (round %d); retrying in %.2f s", round_number, backoff)
+        await trio.sleep(backoff)
+        route.hosts = route.pool.table.plan(route.model, route.key, trio.current_time()) or route.hosts
+
+
 async def serve_messages(
     receive: Receive,
     send: Send,
     *,
-    client: httpx.AsyncClient,
+    route: Route,
     settings: RelaySettings,
     request: TranslatedRequest,
     translator: ResponseTranslator,
@@ -335,7 +387,7 @@ async def serve_messages(
         if isinstance(sink, SSESink):
             nursery.start_soon(keep_alive, sink, settings)
         try:
-            await relay_upstream(client, settings, request, translator, sink, progress, revise_refused, watch)
+            await relay_routed(route, settings, request, translator, sink, progress, revise_refused, watch)
             progress["responded"] = True
             progress["status"] = 200
             await sink.complete()

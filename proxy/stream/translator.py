@@ -62,6 +62,8 @@ class ResponseTranslator:
         self.produced_output = False
         #: True once the final ``done`` chunk was seen
         self.done = False
+        #: bytes of Ollama's body fed so far: while 0, another host may still answer
+        self.bytes_fed = 0
         self.input_tokens = 0
         self.output_tokens = 0
         self.done_reason = ""
@@ -93,6 +95,7 @@ class ResponseTranslator:
         )
 
     def feed(self, data: bytes) -> list[Event]:
+        self.bytes_fed += len(data)
         events: list[Event] = []
         try:
             for obj in self.decoder.feed(data):
