@@ -1,0 +1,296 @@
+"""Several fake Ollamas behind one real proxy: routing by model, loaded models, session
+affinity, a host dying and coming back, failover before the commit, ``event: error``
+after it, 503 spill-over, and two proxies agreeing with no shared state."""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+import trio
+
+from tests.conftest import MODELS
+from tests.fake_ollama import Chunk, Close, FakeOllama, Model, Reset, Sleep, Status, text_stream
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+QWEN, GEMMA, LLAMA = MODELS
+USER = [{"role": "user", "content": "hi"}]
+
+
+class Box:
+    """A fake Ollama that can be stopped (connections refused) and started again at its URL."""
+
+    def __init__(self, name: str, models: list[Model], *, loaded: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.fake = FakeOllama(models=models)
+        for model in loaded:
+            self.fake.loaded[model] = 4096
+        self.scope: trio.CancelScope | None = None
+
+    @property
+    def url(self) -> str:
+        return self.fake.url
+
+    @property
+    def chats(self) -> int:
+        return len(self.fake.chat_requests)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        self.scope = trio.CancelScope()
+
+        async def run(*, task_status: trio.TaskStatus[None]) -> None:
+            with self.scope:
+                await self.fake.serve(port=self.fake.port, task_status=task_status)
+
+        await nursery.start(run)
+
+    def stop(self) -> None:
+        self.scope.cancel()
+
+
+async def boxes(nursery: trio.Nursery, *specs: tuple[str, list[Model], tuple[str, ...]]) -> list[Box]:
+    result = []
+    for name, models, loaded in specs:
+        box = Box(name, models, loaded=loaded)
+        await box.start(nursery)
+        result.append(box)
+    return result
+
+
+def ask(proxy: Any, *, session: str | None = None, model: str = "qwen3:8b", stream: bool = False, text: str = "hi") -> Any:
+    """One request through the SDK (run in a thread); the message, or the SDK's error."""
+    headers = {"X-Claude-Code-Session-Id": session} if session else {}
+    client = proxy.client()
+    try:
+        if stream:
+            with client.messages.stream(
+                model=model, max_tokens=32, messages=[{"role": "user", "content": text}], extra_headers=headers
+            ) as events:
+                for _ in events:
+                    pass
+                return events.get_final_message()
+        return client.messages.create(
+            model=model, max_tokens=32, messages=[{"role": "user", "content": text}], extra_headers=headers
+        )
+    except anthropic.APIError as exc:
+        return exc
+
+
+async def asks(proxy: Any, **kwargs: Any) -> Any:
+    return await trio.to_thread.run_sync(lambda: ask(proxy, **kwargs))
+
+
+def served_by(all_boxes: list[Box], before: dict[str, int]) -> list[str]:
+    return [b.name for b in all_boxes if b.chats > before[b.name]]
+
+
+def counts(all_boxes: list[Box]) -> dict[str, int]:
+    return {b.name: b.chats for b in all_boxes}
+
+
+async def health(proxy: Any) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(proxy.url + "/health")).json()
+
+
+async def host_state(proxy: Any, url: str) -> str:
+    return next(h["state"] for h in (await health(proxy))["hosts"] if h["url"] == url)
+
+
+async def test_requests_go_only_to_hosts_with_the_model(nursery, start_proxy):
+    a, b, c = await boxes(
+        nursery, ("a", [QWEN], ("qwen3:8b",)), ("b", [GEMMA], ("gemma3:4b",)), ("c", [QWEN, GEMMA], ("gemma3:4b",))
+    )
+    proxy = await start_proxy(ollama_url=[a.url, b.url, c.url])
+    with trio.fail_after(30):
+        for i in range(12):
+            before = counts([a, b, c])
+            message = await asks(proxy, session=f"s{i}", model="gemma3:4b")
+            assert message.content[0].text == "Hello"
+            assert served_by([a, b, c], before) in (["b"], ["c"])
+        assert a.chats == 0 and b.chats and c.chats  # affinity spreads over the two that have it
+        error = await asks(proxy, model="mistral:7b")
+    assert isinstance(error, anthropic.NotFoundError)
+    message = error.body["error"]["message"]
+    assert "mistral:7b" in message and a.url in message and c.url in message and "ollama pull" in message
+
+
+async def test_a_host_with_the_model_loaded_wins_over_one_that_would_load_it(nursery, start_proxy):
+    slow, warm = await boxes(nursery, ("slow", [QWEN], ()), ("warm", [QWEN], ("qwen3:8b",)))
+    # "slow" would take a long cold load: it must never be asked while "warm" has room
+    slow.fake.default_script = [Sleep(30), *text_stream("Hello")]
+    proxy = await start_proxy(ollama_url=[slow.url, warm.url])
+    with trio.fail_after(30):
+        for i in range(20):
+            assert (await asks(proxy, session=f"s{i}")).content[0].text == "Hello"
+    assert slow.chats == 0 and warm.chats == 20
+
+
+async def test_a_session_stays_on_one_host_for_50_turns(nursery, start_proxy):
+    all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "abc"))
+    proxy = await start_proxy(ollama_url=[b.url for b in all_boxes])
+    homes: dict[str, set[str]] = collections.defaultdict(set)
+    with trio.fail_after(60):
+        for turn in range(50):
+            for session in ("alpha", "beta", "gamma", "delta", "epsilon", "zeta"):
+                before = counts(all_boxes)
+                await asks(proxy, session=session, text=f"turn {turn}")
+                homes[session].update(served_by(all_boxes, before))
+    assert all(len(h) == 1 for h in homes.values()), homes
+    assert len({next(iter(h)) for h in homes.values()}) >= 2  # and sessions do spread
+
+
+async def test_a_dead_host_moves_only_its_sessions_and_they_come_back(nursery, start_proxy):
+    all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "abc"))
+    proxy = await start_proxy(ollama_url=[b.url for b in all_boxes], host_poll_interval=0.5)
+    sessions = [f"s{i}" for i in range(24)]
+
+    async def placement() -> dict[str, str]:
+        where = {}
+        for session in sessions:
+            before = counts(all_boxes)
+            message = await asks(proxy, session=session, stream=True)
+            assert not isinstance(message, Exception), message  # one clean answer each
+            assert message.content[0].text == "Hello"
+            (where[session],) = served_by(all_boxes, before)
+        return where
+
+    with trio.fail_after(60):
+        first = await placement()
+        victim = next(b for b in all_boxes if b.name == collections.Counter(first.values()).most_common(1)[0][0])
+        victim.stop()
+        during = await placement()
+        moved = {s for s in sessions if first[s] != during[s]}
+        assert moved == {s for s in sessions if first[s] == victim.name}
+        assert await host_state(proxy, victim.url) in ("down", "retrying")
+        await victim.start(nursery)  # the same URL again: the monitor's probe finds it
+        while await host_state(proxy, victim.url) != "up":
+            await trio.sleep(0.1)
+        assert await placement() == first
+
+
+async def test_failover_before_the_commit_gives_one_clean_answer(nursery, start_proxy):
+    all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "ab"))
+    proxy = await start_proxy(ollama_url=[b.url for b in all_boxes], commit_grace=0.05)
+    with trio.fail_after(30):
+        before = counts(all_boxes)
+        await asks(proxy, session="s")
+        (home_name,) = served_by(all_boxes, before)
+        home = next(b for b in all_boxes if b.name == home_name)
+        other = next(b for b in all_boxes if b is not home)
+        # reset before any answer; then a 200 whose body ends before its first byte, after
+        # the proxy already committed its 200 and message_start (commit_grace 0.05 s)
+        for script in ([Reset()], [Status(200), Sleep(0.3), Close()]):
+            home.fake.script_chat(script)
+            other.fake.script_chat(text_stream("from the other host"))
+            message = await asks(proxy, session="s", stream=True)
+            assert not isinstance(message, Exception), message
+            assert [b.type for b in message.content] == ["text"]
+            assert message.content[0].text == "from the other host"
+        state = next(h for h in (await health(proxy))["hosts"] if h["url"] == home.url)
+        assert state["state"] in ("down", "retrying") and state["last_error"]
+
+
+async def test_a_failure_after_output_is_an_error_event(nursery, start_proxy):
+    all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "ab"))
+    proxy = await start_proxy(ollama_url=[b.url for b in all_boxes])
+    with trio.fail_after(30):
+        before = counts(all_boxes)
+        await asks(proxy, session="s")
+        (home_name,) = served_by(all_boxes, before)
+        home = next(b for b in all_boxes if b.name == home_name)
+        home.fake.script_chat([Chunk(content="Half an ans"), Reset()])
+        before = counts(all_boxes)
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(
+                proxy.url + "/v1/messages",
+                headers={"x-claude-code-session-id": "s"},
+                json={"model": "qwen3:8b", "max_tokens": 32, "stream": True, "messages": USER},
+            )
+    assert response.status_code == 200
+    assert "Half an ans" in response.text
+    assert response.text.rstrip().split("\n\n")[-1].startswith("event: error")
+    assert served_by(all_boxes, before) == [home.name]  # no second host: the answer had begun
+
+
+async def test_503_spills_to_the_next_host_and_all_busy_is_a_529(nursery, start_proxy):
+    all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "ab"))
+    proxy = await start_proxy(ollama_url=[b.url for b in all_boxes], busy_retries=1)
+    busy = [Status(503, body={"error": "server busy, please try again.  maximum pending requests exceeded"})]
+    with trio.fail_after(30):
+        before = counts(all_boxes)
+        await asks(proxy, session="s")
+        (home_name,) = served_by(all_boxes, before)
+        home = next(b for b in all_boxes if b.name == home_name)
+        other = next(b for b in all_boxes if b is not home)
+        home.fake.script_chat(busy)
+        message = await asks(proxy, session="s", stream=True)
+        assert message.content[0].text == "Hello" and other.chats == 1
+        home.fake.script_chat(busy)
+        other.fake.script_chat(busy)
+        error = await asks(proxy, session="s")
+    assert isinstance(error, anthropic.APIStatusError) and error.status_code == 529
+    assert error.body["error"]["type"] == "overloaded_error"
+    state = next(h for h in (await health(proxy))["hosts"] if h["url"] == home.url)
+    assert state["state"] == "up"  # busy is not down
+
+
+async def test_two_proxies_pick_the_same_host_for_each_session(nursery, start_proxy):
+    all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "abcd"))
+    urls = [b.url for b in all_boxes]
+    first = await start_proxy(ollama_url=urls)
+    second = await start_proxy(ollama_url=list(reversed(urls)))  # order does not matter
+    with trio.fail_after(60):
+        for i in range(16):
+            picks = []
+            for proxy in (first, second):
+                before = counts(all_boxes)
+                await asks(proxy, session=f"session-{i}")
+                picks.append(served_by(all_boxes, before))
+            assert picks[0] == picks[1]
+
+
+async def test_health_log_and_live_view_name_the_hosts(nursery, start_proxy, tmp_path):
+    from trio_websocket import open_websocket_url
+
+    from tests.test_live import Viewer, ws_url  # the live feed's own test client
+
+    a, b = await boxes(nursery, ("a", [QWEN], ("qwen3:8b",)), ("b", [QWEN, GEMMA], ()))
+    log_file = tmp_path / "proxy.log"
+    proxy = await start_proxy(ollama_url=[a.url, f"{b.url}=2"], log_file=str(log_file), log_level="INFO")
+    with trio.fail_after(30):
+        report = await health(proxy)
+        assert report["status"] == "ok"
+        assert [(h["url"], h["weight"], h["state"]) for h in report["hosts"]] == [(a.url, 1.0, "up"), (b.url, 2.0, "up")]
+        assert report["hosts"][0]["models_loaded"] == ["qwen3:8b"] and report["hosts"][1]["models_installed"] == 2
+        async with open_websocket_url(ws_url(proxy)) as ws:
+            viewer = Viewer(ws)
+            hello = await viewer.next()
+            assert [h["url"] for h in hello["hosts"]] == [a.url, b.url]
+            await asks(proxy, model="gemma3:4b")
+            finished = await viewer.until(lambda e: e["type"] == "finished")
+            assert finished["host"] == b.url
+            hosts = await viewer.until(lambda e: e["type"] == "hosts")
+            assert "gemma3:4b" in next(h for h in hosts["hosts"] if h["url"] == b.url)["models_loaded"]
+        b.stop()
+        report = await health(proxy)
+        assert report["status"] == "degraded"
+        assert [h["reachable"] for h in report["hosts"]] == [True, False]
+    records = [json.loads(line) for line in Path(log_file).read_text().splitlines() if line.strip()]
+    ends = [r["Attributes"] for r in records if r.get("EventName") == "proxy.request.end"]
+    starts = [r["Attributes"] for r in records if r.get("EventName") == "proxy.request.start"]
+    assert starts[-1]["proxy.ollama_host"] == b.url and ends[-1]["proxy.ollama_host"] == b.url
+
+
+async def test_one_url_sends_nothing_but_the_requests(fake_ollama, proxy):
+    """One host: no background polls, exactly as before several hosts were possible."""
+    with trio.fail_after(20):
+        await asks(proxy)
+        await trio.sleep(0.3)
+    assert [r.path for r in fake_ollama.requests] == ["/api/show", "/api/chat"]
