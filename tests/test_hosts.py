@@ -63,10 +63,15 @@ async def boxes(nursery: trio.Nursery, *specs: tuple[str, list[Model], tuple[str
     return result
 
 
+_clients: dict[str, anthropic.Anthropic] = {}
+
+
 def ask(proxy: Any, *, session: str | None = None, model: str = "qwen3:8b", stream: bool = False, text: str = "hi") -> Any:
     """One request through the SDK (run in a thread); the message, or the SDK's error."""
     headers = {"X-Claude-Code-Session-Id": session} if session else {}
-    client = proxy.client()
+    client = _clients.get(proxy.url)
+    if client is None:  # one SDK client per proxy: making one costs ~0.1 s
+        client = _clients[proxy.url] = proxy.client()
     try:
         if stream:
             with client.messages.stream(
@@ -138,7 +143,7 @@ async def test_a_session_stays_on_one_host_for_50_turns(nursery, start_proxy):
     homes: dict[str, set[str]] = collections.defaultdict(set)
     with trio.fail_after(60):
         for turn in range(50):
-            for session in ("alpha", "beta", "gamma", "delta", "epsilon", "zeta"):
+            for session in ("alpha", "beta", "gamma", "delta"):
                 before = counts(all_boxes)
                 await asks(proxy, session=session, text=f"turn {turn}")
                 homes[session].update(served_by(all_boxes, before))
