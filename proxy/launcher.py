@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import httpx
 import trio
 
+from .routing import host_urls
 from .errors import ProxyError
 from .ollama_admin import describe_models, open_admin_client
 from .protocol.models import resolve_model
@@ -125,7 +126,8 @@ async def context_window(settings: Any, *, timeout: float = 10.0) -> int | None:
     carry long conversations; None when Ollama cannot tell (a warning says why)."""
     models = claude_models(settings)
     names = [models["ANTHROPIC_MODEL"], models["CLAUDE_CODE_SUBAGENT_MODEL"]]
-    async with open_admin_client(settings.ollama_url, connect_timeout=min(5.0, timeout)) as client:
+    # the first host: every host is expected to run the same models' builds
+    async with open_admin_client(host_urls(settings.ollama_url)[0], connect_timeout=min(5.0, timeout)) as client:
         with trio.move_on_after(timeout):
             details = await describe_models(client, names)
             windows = []

@@ -40,6 +40,7 @@ __all__ = [
     "parse_host_spec",
     "parse_host_list",
     "format_host_list",
+    "host_urls",
     "HostState",
     "Host",
     "HostTable",
@@ -97,6 +98,11 @@ def parse_host_list(value: str) -> list[HostSpec]:
             url, weight = parse_host_spec(part)
             specs.append(HostSpec(url, weight))
     return specs
+
+
+def host_urls(value: str) -> list[str]:
+    """The URLs of the ``ollama_url`` setting, in order, without weights."""
+    return [spec.url for spec in parse_host_list(value)]
 
 
 def format_host_list(specs: Iterable[HostSpec]) -> str:

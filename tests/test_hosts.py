@@ -299,3 +299,44 @@ async def test_one_url_sends_nothing_but_the_requests(fake_ollama, proxy):
         await asks(proxy)
         await trio.sleep(0.3)
     assert [r.path for r in fake_ollama.requests] == ["/api/show", "/api/chat"]
+
+
+# -- operator commands ------------------------------------------------------------------
+
+
+async def test_doctor_models_and_pull_cover_every_host(nursery, capsys):
+    import io
+
+    from proxy import admin_commands
+    from proxy.config import load_settings
+
+    a, b, dead = await boxes(nursery, ("a", [QWEN, LLAMA], ()), ("b", [QWEN], ()), ("dead", [QWEN], ()))
+    dead.stop()
+    settings = load_settings(
+        {"host": "127.0.0.1", "port": 0, "ollama_url": [a.url, b.url, dead.url], "model_map": ["haiku=llama3.2:3b"]},
+        environ={}, read_config_file=False,
+    )
+    out = io.StringIO()
+    with trio.fail_after(30):
+        code = await admin_commands.doctor(settings, as_json=True, out=out, which=lambda name: "/bin/claude")
+    checks = {c["check"]: c for c in json.loads(out.getvalue())}
+    assert code == 1  # one host is down
+    assert checks[f"Ollama at {a.url}"]["verdict"] == "ok" and checks[f"Ollama at {b.url}"]["verdict"] == "ok"
+    assert checks[f"Ollama at {dead.url}"]["verdict"] == "fail"
+    assert checks["qwen3:8b (default, sonnet, opus)"]["verdict"] == "ok"
+    assert checks["qwen3:8b hosts"]["detail"] == f"on {a.url}, {b.url}; not on {dead.url}"
+    assert checks["llama3.2:3b hosts"]["detail"] == f"on {a.url}; not on {b.url}, {dead.url}"
+
+    out = io.StringIO()
+    with trio.fail_after(30):
+        assert await admin_commands.models(settings, as_json=True, out=out) == 0
+    rows = {row["name"]: row for row in json.loads(out.getvalue())}
+    assert rows["qwen3:8b"]["hosts"] == [a.url, b.url] and rows["llama3.2:3b"]["hosts"] == [a.url]
+    assert dead.url in capsys.readouterr().err  # the host that failed is named
+
+    out = io.StringIO()
+    with trio.fail_after(30):
+        assert await admin_commands.pull(settings, "qwen3:8b", out=out, tty=False) == 1  # the fakes have no /api/pull
+    assert out.getvalue().splitlines() == [f"Ollama at {u}:" for u in (a.url, b.url, dead.url)]
+    err = capsys.readouterr().err
+    assert all(f"pull qwen3:8b on {u} failed" in err for u in (a.url, b.url, dead.url))
