@@ -165,7 +165,7 @@ class ProxyApp:
                         await send({"type": "lifespan.startup.failed", "message": str(exc)})
                         return
                     if len(self.hosts.table) > 1:
-                        await nursery.start(self.hosts.monitor)
+                        await nursery.start(self.hosts.monitor, self.live.hosts_changed)
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     nursery.cancel_scope.cancel()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import trio
@@ -180,10 +180,16 @@ class HostPool:
                 for host in self.table.hosts:
                     nursery.start_soon(self.poll, host)
 
-    async def monitor(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def monitor(
+        self,
+        polled: Callable[[], None] | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Run in the lifespan's nursery (several hosts only): the first poll of every host,
         then each host again every ``poll_interval`` s, and a down host as soon as its
-        backoff expires (the cheap probe: ``/api/tags`` and ``/api/ps``)."""
+        backoff expires (the cheap probe: ``/api/tags`` and ``/api/ps``). ``polled()`` is
+        called after each round (the live view publishes what changed)."""
         await self.refresh()
         task_status.started()
         while True:
@@ -202,6 +208,8 @@ class HostPool:
                 async with trio.open_nursery() as nursery:
                     for host in due:
                         nursery.start_soon(self.poll, host)
+                if polled is not None:
+                    polled()
                 continue
             await trio.sleep_until(max(wake, now + 0.05))
 

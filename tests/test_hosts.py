@@ -340,3 +340,38 @@ async def test_doctor_models_and_pull_cover_every_host(nursery, capsys):
     assert out.getvalue().splitlines() == [f"Ollama at {u}:" for u in (a.url, b.url, dead.url)]
     err = capsys.readouterr().err
     assert all(f"pull qwen3:8b on {u} failed" in err for u in (a.url, b.url, dead.url))
+
+
+# -- the dashboard ----------------------------------------------------------------------
+
+from tests.test_dashboard import browser, open_dashboard, rows, wait_for_row  # noqa: E402,F401 - a fixture too
+
+HOSTS_JS = """[...document.querySelectorAll('#host-rows tr')].map(tr => ({
+    url: tr.dataset.url, state: tr.dataset.state, cells: [...tr.cells].map(td => td.innerText.trim())}))"""
+
+
+async def test_the_dashboard_shows_the_hosts_and_each_requests_host(nursery, start_proxy, browser):  # noqa: F811
+    a, b = await boxes(nursery, ("a", [QWEN], ("qwen3:8b",)), ("b", [GEMMA], ()))
+    proxy = await start_proxy(ollama_url=[a.url, b.url], host_poll_interval=0.5)
+    with trio.fail_after(30):
+        page = await open_dashboard(browser, proxy)
+        assert await page.evaluate("document.getElementById('hosts').hidden") is False
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(
+                proxy.url + "/v1/messages", json={"model": "gemma3:4b", "max_tokens": 8, "messages": USER}
+            )
+        row = await wait_for_row(page, response.headers["request-id"], "ok")
+        assert row["model"].splitlines()[-1] == f"on {b.url}"
+        await page.wait_for(
+            f"[...document.querySelectorAll('#host-rows tr')].some(tr => tr.dataset.url === {json.dumps(b.url)}"
+            " && tr.cells[3].innerText.includes('gemma3:4b'))"
+        )
+        a.stop()
+        await page.wait_for(
+            f"[...document.querySelectorAll('#host-rows tr')].some(tr => tr.dataset.url === {json.dumps(a.url)}"
+            " && tr.dataset.state !== 'up')",
+            timeout=10,
+        )
+    shown = {h["url"]: h for h in await page.evaluate(HOSTS_JS)}
+    assert shown[a.url]["cells"][1].startswith(("down", "retrying"))
+    assert shown[b.url]["state"] == "up" and shown[b.url]["cells"][4] == "1"
