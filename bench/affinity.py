@@ -1,7 +1,7 @@
 """What session affinity buys: prompt prefill with four Ollama hosts, affinity vs round-robin.
 
     .venv/bin/python bench/affinity.py [--sessions 20] [--turns 10]
-                                       [--slots 1,4,8] [--runs 3] [--prefill-rate 1500]
+                                       [--slots 1,4,8,16] [--runs 3] [--prefill-rate 1500]
                                        [--out docs/DEPLOYMENT.md]
 
 Theory of operation
@@ -227,7 +227,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--turns", type=int, default=10)
-    parser.add_argument("--slots", default="1,4,8", help="cache slots per host, comma-separated (one table each)")
+    parser.add_argument("--slots", default="1,4,8,16", help="cache slots per host, comma-separated (one table each)")
     parser.add_argument("--runs", type=int, default=3, help="runs per routing and slot count (means reported)")
     parser.add_argument("--prefill-rate", type=float, default=1500.0, help="tokens/s a host prefills")
     parser.add_argument("--out", help="a Markdown file whose affinity block is replaced by the result")
