@@ -301,6 +301,43 @@ async def test_one_url_sends_nothing_but_the_requests(fake_ollama, proxy):
     assert [r.path for r in fake_ollama.requests] == ["/api/show", "/api/chat"]
 
 
+async def test_a_client_that_leaves_closes_the_one_open_connection(nursery, start_proxy):
+    from tests.fake_ollama import Stall
+
+    all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "ab"))
+    proxy = await start_proxy(ollama_url=[b.url for b in all_boxes])
+    for box in all_boxes:
+        box.fake.script_chat([Chunk(content="thinking about it"), Stall()])
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(timeout=10) as client:
+            async with client.stream(
+                "POST", proxy.url + "/v1/messages",
+                json={"model": "qwen3:8b", "max_tokens": 32, "stream": True, "messages": USER},
+            ) as response:
+                async for chunk in response.aiter_text():
+                    if "thinking about it" in chunk:
+                        break
+        (home,) = [b for b in all_boxes if b.chats]
+        await home.fake.wait_disconnected()
+        while (await health(proxy))["hosts"][all_boxes.index(home)]["in_flight"]:
+            await trio.sleep(0.05)
+    assert sum(b.chats for b in all_boxes) == 1  # the other host was never asked
+    assert [h["state"] for h in (await health(proxy))["hosts"]] == ["up", "up"]
+
+
+async def test_the_model_list_is_every_hosts_models(nursery, start_proxy):
+    a, b = await boxes(nursery, ("a", [QWEN], ()), ("b", [GEMMA, QWEN], ()))
+    proxy = await start_proxy(ollama_url=[a.url, b.url])
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(timeout=10) as client:
+            listed = (await client.get(proxy.url + "/v1/models")).json()
+        b.stop()  # a host that does not answer is left out, the others still listed
+        async with httpx.AsyncClient(timeout=10) as client:
+            partial = (await client.get(proxy.url + "/v1/models")).json()
+    assert {"qwen3:8b", "gemma3:4b"} <= {m["id"] for m in listed["data"]}
+    assert "gemma3:4b" not in {m["id"] for m in partial["data"]} and "qwen3:8b" in {m["id"] for m in partial["data"]}
+
+
 # -- operator commands ------------------------------------------------------------------
 
 
