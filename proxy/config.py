@@ -214,7 +214,10 @@ def _parse_ollama_urls(value: Any) -> str:
     comes back exactly as :func:`_parse_url` makes it."""
     from .routing import HostSpec, format_host_list, parse_host_spec
 
-    items = value if isinstance(value, list) else _parse_str(value).split(",")
+    if not isinstance(value, list):
+        value = [_parse_str(value)]
+    # a flag's value may itself be a comma-separated list
+    items = [part for item in value for part in (item.split(",") if isinstance(item, str) else [item])]
     specs = []
     for item in items:
         if isinstance(item, dict) and set(item) <= {"url", "weight"} and "url" in item:

@@ -418,12 +418,13 @@ async def test_the_dashboard_shows_the_hosts_and_each_requests_host(nursery, sta
 
 
 async def test_real_claude_code_sessions_each_keep_to_one_host(nursery, start_proxy, tmp_path):
-    """Claude Code's own requests (the agent turns and its side requests) carry its
-    session: every request of one `claude -p` run lands on one host."""
+    """Claude Code's own requests carry its session: every request of a `claude -p` run,
+    and of a second run that continues the conversation (`--continue`, another process),
+    lands on one host."""
     import subprocess
 
     from tests.claude_code import claude_code_binary, claude_code_env
-    from tests.test_claude_code import _has_tool_result, _offers_write
+    from tests.test_claude_code import _offers_write
 
     try:
         claude_bin = claude_code_binary()
@@ -431,30 +432,31 @@ async def test_real_claude_code_sessions_each_keep_to_one_host(nursery, start_pr
         pytest.skip(str(exc))
     all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "abcd"))
     proxy = await start_proxy(ollama_url=[b.url for b in all_boxes])
-    for run in range(2):
-        work = tmp_path / f"project{run}"
-        work.mkdir()
-        target = work / "hello.txt"
+    work = tmp_path / "project"
+    work.mkdir()
 
-        def answer(record: Recorded, index: int, target=target):
-            body = record.body
-            if _has_tool_result(body):
-                return text_stream("I wrote hello.txt.")
-            if _offers_write(body):
-                call = {"function": {"name": "Write", "arguments": {"file_path": str(target), "content": "hello\n"}}}
-                return text_stream("Writing the file.", tool_calls=[call])
-            return text_stream("Hello file")  # a side request
+    def answer(record: Recorded, index: int):
+        body = record.body
+        if body["messages"][-1]["role"] == "tool":  # the Write's result came back
+            return text_stream("Done.")
+        if _offers_write(body):
+            name = "second.txt" if "second" in json.dumps(body["messages"][-1]) else "first.txt"
+            call = {"function": {"name": "Write", "arguments": {"file_path": str(work / name), "content": "hello\n"}}}
+            return text_stream("Writing the file.", tool_calls=[call])
+        return text_stream("A title")  # a side request
 
-        for box in all_boxes:
-            box.fake.on_chat = answer
+    for box in all_boxes:
+        box.fake.on_chat = answer
+    used: dict[str, int] = collections.Counter()
+    for prompt, extra in (("write hello to first.txt", []), ("now write hello to second.txt", ["--continue"])):
         before = counts(all_boxes)
         with trio.fail_after(180):
             result = await trio.run_process(
-                [str(claude_bin), "-p", "write hello to hello.txt", "--output-format", "json", "--allowedTools", "Write"],
-                cwd=work, env=claude_code_env(proxy.url, tmp_path / f"home{run}"),
+                [str(claude_bin), *extra, "-p", prompt, "--output-format", "json", "--allowedTools", "Write"],
+                cwd=work, env=claude_code_env(proxy.url, tmp_path / "home"),
                 capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL,
             )
         assert result.returncode == 0, result.stderr.decode()[-2000:]
-        assert target.read_text() == "hello\n"
-        used = {b.name: b.chats - before[b.name] for b in all_boxes if b.chats > before[b.name]}
-        assert len(used) == 1 and sum(used.values()) >= 3, used  # the agent turns and side requests
+        used.update({b.name: b.chats - before[b.name] for b in all_boxes if b.chats > before[b.name]})
+    assert (work / "first.txt").exists() and (work / "second.txt").exists()
+    assert len(used) == 1 and sum(used.values()) >= 4, used  # two processes, one session, one host

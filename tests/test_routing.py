@@ -92,6 +92,8 @@ def test_the_cli_takes_the_flag_several_times():
     args = build_parser().parse_args(["--ollama-url", "http://a:1", "--ollama-url", "http://b:2=2"])
     settings = load_settings(flag_values(args), environ={}, read_config_file=False)
     assert settings.ollama_url == "http://a:1,http://b:2=2"
+    args = build_parser().parse_args(["--ollama-url", "http://a:1,http://b:2=2"])
+    assert load_settings(flag_values(args), environ={}, read_config_file=False).ollama_url == "http://a:1,http://b:2=2"
 
 
 # -- sessions ---------------------------------------------------------------------------
