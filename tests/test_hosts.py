@@ -246,6 +246,31 @@ async def test_503_spills_to_the_next_host_and_all_busy_is_a_529(nursery, start_
     assert state["state"] == "up"  # busy is not down
 
 
+async def test_a_saturated_host_sends_the_session_to_the_next(nursery, start_proxy):
+    all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "ab"))
+    proxy = await start_proxy(ollama_url=[b.url for b in all_boxes], host_saturation=1)
+    with trio.fail_after(30):
+        before = counts(all_boxes)
+        await asks(proxy, session="s")
+        (home_name,) = served_by(all_boxes, before)
+        home = next(b for b in all_boxes if b.name == home_name)
+        other = next(b for b in all_boxes if b is not home)
+        home.fake.script_chat([Sleep(1.0), *text_stream("slow")])
+        first_done = trio.Event()
+
+        async def first() -> None:
+            await asks(proxy, session="s")
+            first_done.set()
+
+        async with trio.open_nursery() as requests:
+            requests.start_soon(first)
+            await home.fake.wait_until(lambda: home.fake.active_chats == 1)
+            message = await asks(proxy, session="s")  # home has 1 in flight: full
+            assert not first_done.is_set()
+    assert message.content[0].text == "Hello" and other.chats == 1
+    assert home.chats == 2  # the session's first turn and the slow one
+
+
 async def test_two_proxies_pick_the_same_host_for_each_session(nursery, start_proxy):
     all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "abcd"))
     urls = [b.url for b in all_boxes]
