@@ -31,7 +31,7 @@ from .errors import (
     UpstreamUnreachable,
 )
 from .ollama_admin import InstalledModel, list_models, list_running
-from .routing import Host, HostTable, parse_host_list
+from .routing import Host, HostState, HostTable, parse_host_list
 from .upstream import open_client, probe_version
 
 __all__ = ["HostPool", "Route"]
@@ -66,32 +66,36 @@ class Route:
         """Count ``host``'s request in flight; report how it ended to the table."""
         table = self.pool.table
         table.started(host)
+        answered = True
         try:
             yield
         except ProxyError as exc:
             self.tried.append((host.url, exc.error_type))
-            self._report(host, exc)
+            answered = self._report(host, exc)
             raise
         else:
             self.tried.append((host.url, "ok"))
             table.succeeded(host, trio.current_time(), model=self.model)
         finally:
-            table.finished(host)
+            table.finished(host, answered=answered)
 
-    def _report(self, host: Host, exc: ProxyError) -> None:
+    def _report(self, host: Host, exc: ProxyError) -> bool:
+        """Tell the table how ``host`` failed; True when it answered (it is up)."""
         table, now = self.pool.table, trio.current_time()
         if isinstance(exc, (UpstreamUnreachable, UpstreamProtocolError)):
-            was_down = host.state.value == "down"
+            was_down = host.state is HostState.DOWN
             table.failed(host, now, exc.message)
             if not self.single and not was_down:
                 log.warning("Ollama host %s is down (%s); retrying it in %.0f s", host.url, exc.message, host.retry_at - now)
-        elif isinstance(exc, UpstreamBusy):
+            return False
+        if isinstance(exc, UpstreamBusy):
             table.busy(host, now)
         elif isinstance(exc, UpstreamModelNotFound):
             table.succeeded(host, now)
             table.lacks(host, self.model)
         elif isinstance(exc, UpstreamError):
             table.succeeded(host, now)  # it answered: up, whatever it said
+        return True
 
     @staticmethod
     def may_try_next(exc: ProxyError) -> bool:
@@ -160,12 +164,12 @@ class HostPool:
                 running = await list_running(client)
         except (ProxyError, trio.TooSlowError) as exc:
             reason = getattr(exc, "message", None) or f"no answer to /api/tags within {self.poll_timeout:g} s"
-            was = host.state.value
+            was_down = host.state is HostState.DOWN
             self.table.failed(host, trio.current_time(), reason)
-            if was != "down":
+            if not was_down:
                 log.warning("Ollama host %s is down (%s)", host.url, reason)
             return
-        was_down = host.state.value == "down"
+        was_down = host.state is HostState.DOWN
         now = trio.current_time()
         self.table.observe_tags(host, [m.name for m in installed], now)
         self.table.observe_ps(host, running, now)
@@ -198,7 +202,7 @@ class HostPool:
             wake = now + self.poll_interval
             for host in self.table.hosts:
                 at = self._polled.get(host.url, 0.0) + self.poll_interval
-                if host.state.value == "down":
+                if host.state is HostState.DOWN:
                     at = min(at, host.retry_at)
                 if at <= now:
                     due.append(host)

@@ -194,7 +194,7 @@ class Host:
     #: in flight when it last answered 503, and until when that limit holds
     busy_limit: int | None = None
     busy_until: float = 0.0
-    #: requests answered (any status) since start
+    #: requests it answered (any status) since start
     served: int = 0
 
     def is_down(self, now: float) -> bool:
@@ -286,9 +286,11 @@ class HostTable:
     def started(self, host: Host) -> None:
         host.in_flight += 1
 
-    def finished(self, host: Host) -> None:
+    def finished(self, host: Host, *, answered: bool = True) -> None:
+        """A request on ``host`` ended; ``answered``: the host answered it (any status)."""
         host.in_flight = max(0, host.in_flight - 1)
-        host.served += 1
+        if answered:
+            host.served += 1
 
     def succeeded(self, host: Host, now: float, *, model: str | None = None) -> None:
         """The host answered (any HTTP status): it is up; with ``model``, that model is loaded."""
