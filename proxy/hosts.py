@@ -85,6 +85,7 @@ class Route:
         if isinstance(exc, (UpstreamUnreachable, UpstreamProtocolError)):
             was_down = host.state is HostState.DOWN
             table.failed(host, now, exc.message)
+            self.pool.nudge()  # the monitor probes it when its backoff ends
             if not self.single and not was_down:
                 log.warning("Ollama host %s is down (%s); retrying it in %.0f s", host.url, exc.message, host.retry_at - now)
             return False
@@ -118,6 +119,8 @@ class HostPool:
         self.poll_timeout = max(0.5, connect_timeout)
         self._polled: dict[str, float] = {}
         self._refresh_lock = trio.Lock()
+        #: set when traffic marked a host down: the monitor's next wake-up may be sooner
+        self._nudged = trio.Event()
 
     @property
     def urls(self) -> list[str]:
@@ -176,6 +179,10 @@ class HostPool:
         if was_down:
             log.info("Ollama host %s is back (%d models installed, %d loaded)", host.url, len(installed), len(running))
 
+    def nudge(self) -> None:
+        """Wake the monitor to recompute when it next polls (a host went down)."""
+        self._nudged.set()
+
     async def refresh(self) -> None:
         """Poll every host now, concurrently (on demand: a model no host was known to have).
         One refresh at a time: a burst of requests for a missing model polls once."""
@@ -215,7 +222,9 @@ class HostPool:
                 if polled is not None:
                     polled()
                 continue
-            await trio.sleep_until(max(wake, now + 0.05))
+            with trio.move_on_at(max(wake, now + 0.05)):
+                await self._nudged.wait()
+            self._nudged = trio.Event()
 
     # -- for /health and /v1/models ---------------------------------------------------
 

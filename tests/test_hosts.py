@@ -180,9 +180,12 @@ async def test_a_dead_host_moves_only_its_sessions_and_they_come_back(nursery, s
         assert await placement() == first
 
 
-async def test_failover_before_the_commit_gives_one_clean_answer(nursery, start_proxy):
+async def test_failover_before_the_commit_gives_one_clean_answer(nursery, start_proxy, tmp_path):
     all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "ab"))
-    proxy = await start_proxy(ollama_url=[b.url for b in all_boxes], commit_grace=0.05)
+    log_file = tmp_path / "proxy.log"
+    proxy = await start_proxy(
+        ollama_url=[b.url for b in all_boxes], commit_grace=0.05, log_file=str(log_file)
+    )
     with trio.fail_after(30):
         before = counts(all_boxes)
         await asks(proxy, session="s")
@@ -192,14 +195,21 @@ async def test_failover_before_the_commit_gives_one_clean_answer(nursery, start_
         # reset before any answer; then a 200 whose body ends before its first byte, after
         # the proxy already committed its 200 and message_start (commit_grace 0.05 s)
         for script in ([Reset()], [Status(200), Sleep(0.3), Close()]):
+            while await host_state(proxy, home.url) != "up":  # back from the last failure
+                await trio.sleep(0.05)
             home.fake.script_chat(script)
             other.fake.script_chat(text_stream("from the other host"))
             message = await asks(proxy, session="s", stream=True)
             assert not isinstance(message, Exception), message
             assert [b.type for b in message.content] == ["text"]
             assert message.content[0].text == "from the other host"
-        state = next(h for h in (await health(proxy))["hosts"] if h["url"] == home.url)
-        assert state["state"] in ("down", "retrying") and state["last_error"]
+            assert home.fake.pending_scripts == 0  # the home host was tried first
+            state = next(h for h in (await health(proxy))["hosts"] if h["url"] == home.url)
+            assert state["state"] in ("down", "retrying") and state["last_error"]
+    records = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    ends = [r["Attributes"] for r in records if r.get("EventName") == "proxy.request.end"]
+    assert [e.get("proxy.ollama_hosts_tried") for e in ends[-2:]] == [[f"{home.url} api_error", f"{other.url} ok"]] * 2
+    assert all(e["proxy.ollama_host"] == other.url and e["http.response.status_code"] == 200 for e in ends[-2:])
 
 
 async def test_a_failure_after_output_is_an_error_event(nursery, start_proxy):
@@ -269,6 +279,35 @@ async def test_a_saturated_host_sends_the_session_to_the_next(nursery, start_pro
             assert not first_done.is_set()
     assert message.content[0].text == "Hello" and other.chats == 1
     assert home.chats == 2  # the session's first turn and the slow one
+
+
+async def test_the_num_ctx_high_water_mark_is_per_host(nursery, start_proxy):
+    """A larger num_ctx reloads the model; one host's large prompt must not make the
+    other host reload for its small ones."""
+    all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "ab"))
+    proxy = await start_proxy(ollama_url=[b.url for b in all_boxes])
+
+    def last_num_ctx(box: Box) -> int:
+        return box.fake.chat_requests[-1].body["options"]["num_ctx"]
+
+    with trio.fail_after(30):
+        homes: dict[str, str] = {}
+        for i in range(40):  # a session for each host
+            before = counts(all_boxes)
+            await asks(proxy, session=f"s{i}")
+            homes.setdefault(served_by(all_boxes, before)[0], f"s{i}")
+            if len(homes) == 2:
+                break
+        (big_box, big_session), (small_box, small_session) = (
+            (next(b for b in all_boxes if b.name == name), session) for name, session in homes.items()
+        )
+        small_start = last_num_ctx(small_box)
+        assert (await asks(proxy, session=big_session, text="word " * 10000)).content  # ~23k tokens, estimated
+        large = last_num_ctx(big_box)
+        await asks(proxy, session=big_session)  # small again, same host: the mark holds
+        assert last_num_ctx(big_box) == large > small_start
+        await asks(proxy, session=small_session)
+    assert last_num_ctx(small_box) == small_start < large
 
 
 async def test_two_proxies_pick_the_same_host_for_each_session(nursery, start_proxy):
