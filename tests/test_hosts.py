@@ -126,6 +126,15 @@ async def test_requests_go_only_to_hosts_with_the_model(nursery, start_proxy):
     assert "mistral:7b" in message and a.url in message and c.url in message and "ollama pull" in message
 
 
+async def test_a_model_pulled_after_start_is_found_at_once(nursery, start_proxy):
+    a, b = await boxes(nursery, ("a", [QWEN], ()), ("b", [QWEN], ()))
+    proxy = await start_proxy(ollama_url=[a.url, b.url])  # polled at start; next poll in 10 s
+    b.fake.models.append(LLAMA)  # `ollama pull llama3.2:3b` on b
+    with trio.fail_after(20):
+        message = await asks(proxy, model="llama3.2:3b")
+    assert message.content[0].text == "Hello" and b.chats == 1 and a.chats == 0
+
+
 async def test_a_host_with_the_model_loaded_wins_over_one_that_would_load_it(nursery, start_proxy):
     slow, warm = await boxes(nursery, ("slow", [QWEN], ()), ("warm", [QWEN], ("qwen3:8b",)))
     # "slow" would take a long cold load: it must never be asked while "warm" has room
