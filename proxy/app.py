@@ -21,18 +21,18 @@ from . import __version__
 from .asgi import ClientDisconnected, Receive, Scope, Send, header, read_body, send_error, send_json, send_response
 from .broadcast import Broadcast
 from .capabilities import CapabilityCache
-from .config import ConfigError, is_loopback_host, load_settings
+from .config import ConfigError, describe_source, is_loopback_host, load_settings
 from .errors import AuthenticationError, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
 from .events_socket import reject_handshake, serve_events
 from .live import LiveRequests
 from .logs import configure_logging, request_context
-from .ollama_admin import list_models
+from .ollama_admin import list_models, settle_container_default
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
 from .protocol.known_tools import KnownTools, ToolsCache, parse_request_body
 from .protocol.tokens import Calibration, estimate_tokens
-from .protocol.translate import translate_request, validate_request
+from .protocol.translate import translate_request, validate_count_request, validate_request
 from .relay import RelaySettings, serve_messages
 from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
 from .stream.translator import ResponseTranslator
@@ -54,6 +54,20 @@ def _without_body(send: Send) -> Send:
         await send(message)
 
     return send_head
+
+
+def _with_request_id(send: Send, request_id: str) -> Send:
+    """Every response carries ``request-id`` (docs/API.md), whichever handler sent it."""
+    value = request_id.encode("latin-1")
+
+    async def send_with_id(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers") or ())
+            if not any(name.lower() == b"request-id" for name, _ in headers):
+                message = {**message, "headers": [*headers, (b"request-id", value)]}
+        await send(message)
+
+    return send_with_id
 
 
 def _keep_alive(value: str) -> str | int:
@@ -103,8 +117,11 @@ class ProxyApp:
 
     async def startup(self) -> None:
         settings = self._given_settings or load_settings()
+        if self._given_settings is None:  # under Hypercorn directly: the CLI did not settle it
+            settings = await settle_container_default(settings)
         configure_logging(
-            settings.log_level, log_file=settings.log_file, quiet=settings.quiet, console=self._console_log
+            settings.log_level, log_file=settings.log_file, quiet=settings.quiet, console=self._console_log,
+            style=settings.log_format,
         )
         self.settings = settings
         if not settings.api_key and not is_loopback_host(settings.host):
@@ -122,12 +139,27 @@ class ProxyApp:
             busy_retry_window=settings.busy_retry_window,
         )
         self.live = LiveRequests(Broadcast(buffer=settings.events_buffer))
-        self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
+        self.client = open_client(
+            settings.ollama_url, connect_timeout=settings.connect_timeout, origin=describe_source(settings, "ollama_url")
+        )
         self.capabilities = CapabilityCache(self.client)
         self.calibration = Calibration()
         #: the largest num_ctx each model got so far: it only grows (a change reloads the model)
         self.num_ctx_high_water: dict[str, int] = {}
-        log.info("proxy ready: Ollama at %s, default model %s", settings.ollama_url, settings.default_model)
+        origin = describe_source(settings, "ollama_url")
+        log.info(
+            "proxy ready: Ollama at %s (%s), default model %s", settings.ollama_url, origin, settings.default_model,
+            extra={"attributes": {"proxy.ollama_url": settings.ollama_url, "proxy.ollama_url_origin": origin}},
+        )
+        if await probe_version(self.client, timeout=2.0) is None:
+            # Said once, here: each request that fails for it says so in its own end record.
+            log.warning(
+                "Ollama at %s (%s) does not answer: requests will fail with 502 until it does;"
+                " start it with `ollama serve`, or point the proxy at it with --ollama-url / PROXY_OLLAMA_URL"
+                " (`claude-code-ollama-proxy doctor` checks the setup)",
+                settings.ollama_url, origin,
+                extra={"attributes": {"proxy.ollama_url": settings.ollama_url, "proxy.ollama_url_origin": origin}},
+            )
 
     def close_live_view(self) -> None:
         """End every /v1/events connection (close code 1001): a viewer must not hold a
@@ -160,6 +192,7 @@ class ProxyApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _new_request_id()
+        send = _with_request_id(send, request_id)
         path = scope["path"]
         method = scope["method"]
         methods = ROUTES.get(path.rstrip("/") or "/")
@@ -382,8 +415,7 @@ class ProxyApp:
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         body, known_tools = await self._read_json(receive)
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            raise RequestError("messages: field required (an array)")
+        validate_count_request(body)
         model = body.get("model")
         estimate = estimate_tokens(body, known_tools=known_tools)
         if isinstance(model, str):

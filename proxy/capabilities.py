@@ -16,7 +16,7 @@ import logging
 import httpx
 import trio
 
-from .errors import ProxyError
+from .errors import ProxyError, UpstreamModelNotFound, UpstreamUnreachable
 from .ollama_admin import ModelDetails, list_models, show_model
 from .protocol.thinking import NAME_FALLBACK_THINKERS
 
@@ -62,6 +62,11 @@ class CapabilityCache:
                 details = await show_model(self._client, model)
         except (ProxyError, trio.TooSlowError) as exc:
             guess = guess_from_name(model)
+            if isinstance(exc, (UpstreamModelNotFound, UpstreamUnreachable)):
+                # The chat request that follows fails the same way, and its end record
+                # says so: one failure, one record.
+                log.debug("could not ask Ollama what %s can do (%s)", model, exc.message)
+                return guess
             log.warning(
                 "could not ask Ollama what %s can do (%s); guessing from its name: %s",
                 model, getattr(exc, "message", None) or type(exc).__name__, ", ".join(guess.capabilities),

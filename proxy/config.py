@@ -28,6 +28,8 @@ __all__ = [
     "config_file_defaults",
     "CONTAINER_OLLAMA_URL",
     "is_loopback_host",
+    "describe_source",
+    "CONTAINER_DEFAULT",
 ]
 
 log = logging.getLogger("proxy.config")
@@ -38,6 +40,8 @@ DEFAULT_CONFIG_FILE = "proxy.config.json"
 CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
 #: Inside a container, loopback is the container itself; Ollama usually runs on the host.
 CONTAINER_OLLAMA_URL = "http://host.docker.internal:11434"
+#: the origin of the container default (see :func:`describe_source`)
+CONTAINER_DEFAULT = "the container default"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -148,16 +152,21 @@ def _parse_model_map(value: Any) -> dict[str, str]:
             return {}
         try:
             value = json.loads(value)
-        except ValueError:
+        except ValueError as exc:
+            if value.startswith(("{", "[")):  # meant as JSON: say what is wrong with it
+                raise ValueError(
+                    f"not valid JSON ({exc}); expected a JSON object such as"
+                    ' {"haiku": "qwen3:4b"}, or claude-name=ollama-model pairs'
+                ) from None
             value = [part for part in value.split(",") if part.strip()]
     if isinstance(value, list):
         result = {}
         for item in value:
             if not isinstance(item, str) or "=" not in item:
-                raise ValueError("expected claude-name=ollama-model")
+                raise ValueError("expected claude-name=ollama-model (e.g. haiku=qwen3:4b)")
             key, _, target = item.partition("=")
             if not key.strip() or not target.strip():
-                raise ValueError("expected claude-name=ollama-model")
+                raise ValueError("expected claude-name=ollama-model (e.g. haiku=qwen3:4b)")
             result[key.strip()] = target.strip()
         return result
     if isinstance(value, dict) and all(
@@ -172,6 +181,13 @@ def _parse_log_level(value: Any) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ValueError("expected one of debug, info, warning, error, critical")
     return level
+
+
+def _parse_log_format(value: Any) -> str:
+    style = _parse_str(value).strip().lower()
+    if style not in ("auto", "text", "json"):
+        raise ValueError("expected auto, text or json")
+    return style
 
 
 def ollama_url_from_host(host: str) -> str:
@@ -242,6 +258,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("model_map", {}, _parse_model_map, "claude-name=ollama-model mapping"),
     Setting("log_level", "INFO", _parse_log_level, "log level"),
     Setting("log_file", None, _parse_optional_path, "also append the log records to this file"),
+    Setting(
+        "log_format", "auto", _parse_log_format,
+        "log records on stdout: text (one readable line each), json (OpenTelemetry NDJSON),"
+        " or auto (text on a terminal, json into a file or pipe); the log file is always json",
+    ),
     Setting("quiet", False, _parse_bool, "print only warnings and errors on stdout"),
     Setting("api_key", None, _parse_optional_str, "key clients must present"),
     Setting("body_limit", 32 * 1024 * 1024, _parse_int, "largest request body in bytes"),
@@ -287,9 +308,15 @@ def _field(setting: Setting) -> Any:
 Settings = dataclasses.make_dataclass(
     "Settings",
     [(s.name, Any, _field(s)) for s in SETTINGS]
-    + [("sources", dict, dataclasses.field(default_factory=dict))],
+    + [
+        ("sources", dict, dataclasses.field(default_factory=dict)),
+        ("origins", dict, dataclasses.field(default_factory=dict)),
+    ],
     frozen=True,
-    namespace={"__doc__": "Resolved settings; ``sources`` says where each value came from."},
+    namespace={
+        "__doc__": "Resolved settings; ``sources`` says which layer gave each value (flag, env,"
+        " file, default), ``origins`` says it for people (``from OLLAMA_HOST``, ``the container default``)."
+    },
 )
 
 
@@ -320,6 +347,15 @@ def config_file_defaults(*, in_container: bool | None = None) -> dict[str, Any]:
     if in_container is None:
         in_container = running_in_container()
     return {s.name: default_value(s, in_container=in_container) for s in SETTINGS}
+
+
+def _shown(raw: Any) -> str:
+    """A raw value as its user wrote it: repeated flags as they were typed, not a Python list."""
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        return " ".join(repr(item) for item in raw)
+    if isinstance(raw, str):
+        return repr(raw)
+    return json.dumps(raw, ensure_ascii=False, default=str)
 
 
 def load_settings(
@@ -357,6 +393,7 @@ def load_settings(
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    origins: dict[str, str] = {}
     for setting in SETTINGS:
         # (source kind, where it came from for messages, raw value, parser)
         candidates: list[tuple[str, str, Any, Callable[[Any], Any]]] = []
@@ -378,9 +415,18 @@ def load_settings(
             try:
                 values[setting.name] = parse(raw)
             except ValueError as exc:
-                raise ConfigError(f"{where}: invalid value {raw!r}: {exc}") from exc
+                raise ConfigError(f"{where}: invalid value {_shown(raw)}: {exc}") from exc
             sources[setting.name] = kind
+            origins[setting.name] = f"from {file_path}" if kind == "file" else f"from {where}"
         else:
             values[setting.name] = default_value(setting, in_container=in_container)
             sources[setting.name] = "default"
-    return Settings(**values, sources=sources)
+            container = in_container and setting.name == "ollama_url"
+            origins[setting.name] = CONTAINER_DEFAULT if container else "the default"
+    return Settings(**values, sources=sources, origins=origins)
+
+
+def describe_source(settings: Any, name: str) -> str:
+    """Where setting ``name`` came from, for people: ``from --ollama-url``, ``from
+    OLLAMA_HOST``, ``from proxy.config.json``, ``the container default``, ``the default``."""
+    return getattr(settings, "origins", {}).get(name) or "the default"

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import httpx
 import trio
 
+from .config import describe_source
 from .errors import ProxyError
 from .ollama_admin import describe_models, open_admin_client
 from .protocol.models import resolve_model
@@ -125,7 +126,9 @@ async def context_window(settings: Any, *, timeout: float = 10.0) -> int | None:
     carry long conversations; None when Ollama cannot tell (a warning says why)."""
     models = claude_models(settings)
     names = [models["ANTHROPIC_MODEL"], models["CLAUDE_CODE_SUBAGENT_MODEL"]]
-    async with open_admin_client(settings.ollama_url, connect_timeout=min(5.0, timeout)) as client:
+    async with open_admin_client(
+        settings.ollama_url, connect_timeout=min(5.0, timeout), origin=describe_source(settings, "ollama_url")
+    ) as client:
         with trio.move_on_after(timeout):
             details = await describe_models(client, names)
             windows = []
@@ -211,7 +214,8 @@ async def run_claude(
         env = claude_environment(environ, base_url=url, settings=settings, context_tokens=tokens)
         if not settings.quiet:
             print(
-                f"claude-code-ollama-proxy: Claude Code → {url} ({where}) → Ollama at {settings.ollama_url};"
+                f"claude-code-ollama-proxy: Claude Code → {url} ({where}) → Ollama at {settings.ollama_url}"
+                f" ({describe_source(settings, 'ollama_url')});"
                 f" model {env['ANTHROPIC_MODEL']}, context window {tokens or 'unknown'}",
                 file=sys.stderr,
             )

@@ -32,7 +32,7 @@ from .protocol.translate import TranslatedRequest, encode_ollama_body
 from .stream.events import Event, Ping, encode_sse
 from .stream.message import MessageBuilder
 from .stream.translator import ResponseTranslator
-from .upstream import chat_url, status_error, transport_error
+from .upstream import chat_url, status_error, transport_error, url_origin
 
 __all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
 
@@ -280,7 +280,9 @@ async def relay_upstream(
                         await sink.emit(translator.end())
                         return
             except httpx.HTTPError as exc:
-                raise transport_error(exc, url=url, streaming=progress["answered"]) from exc
+                raise transport_error(
+                    exc, url=url, streaming=progress["answered"], origin=url_origin(client)
+                ) from exc
             await trio.sleep(backoff)
     if timer.cancelled_caught:
         if translator.produced_output:
@@ -343,7 +345,7 @@ async def serve_messages(
             progress["error"] = exc
             progress["responded"] = True
             progress["status"] = 200 if sink.committed else exc.status
-            log.warning("request %s failed: %s %s", request_id, exc.error_type, exc.message)
+            # No record here: the request's end record (a warning) says what failed, once.
             await sink.fail(exc, translator)
         except Exception as exc:  # a bug of ours: still answer in Anthropic's shape
             log.exception("request %s: internal error", request_id)

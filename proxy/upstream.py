@@ -24,7 +24,10 @@ from .errors import (
     UpstreamUnreachable,
 )
 
-__all__ = ["open_client", "chat_url", "status_error", "transport_error", "probe_version", "CHAT_PATH"]
+__all__ = [
+    "open_client", "chat_url", "status_error", "transport_error", "probe_version", "CHAT_PATH",
+    "remember_origin", "url_origin",
+]
 
 CHAT_PATH = "/api/chat"
 
@@ -46,13 +49,28 @@ def chat_url(client: httpx.AsyncClient) -> httpx.URL:
     return known[1]
 
 
-def open_client(ollama_url: str, *, connect_timeout: float) -> httpx.AsyncClient:
+#: client → where its Ollama URL came from (``from OLLAMA_HOST``…), for the error hints
+_origins: weakref.WeakKeyDictionary[httpx.AsyncClient, str] = weakref.WeakKeyDictionary()
+
+
+def remember_origin(client: httpx.AsyncClient, origin: str | None) -> httpx.AsyncClient:
+    """Note where ``client``'s Ollama URL came from (see :func:`proxy.config.describe_source`)."""
+    if origin:
+        _origins[client] = origin
+    return client
+
+
+def url_origin(client: httpx.AsyncClient) -> str:
+    return _origins.get(client, "")
+
+
+def open_client(ollama_url: str, *, connect_timeout: float, origin: str | None = None) -> httpx.AsyncClient:
     """The one client for Ollama, opened in the ASGI lifespan.
 
     Only the connect step has an httpx timeout: reads are bounded by the relay, which knows
     whether it is waiting for the first token (minutes of prefill) or between two chunks.
     """
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         base_url=ollama_url,
         timeout=httpx.Timeout(None, connect=connect_timeout, pool=connect_timeout),
         # Generous: Claude Code runs side requests and subagents in parallel.
@@ -60,6 +78,7 @@ def open_client(ollama_url: str, *, connect_timeout: float) -> httpx.AsyncClient
         headers={"user-agent": "claude-code-ollama-proxy"},
         trust_env=False,  # an HTTP(S)_PROXY meant for the internet must not catch localhost
     )
+    return remember_origin(client, origin)
 
 
 def _ollama_message(body: bytes) -> str:
@@ -92,14 +111,16 @@ def status_error(status: int, body: bytes, *, model: str) -> UpstreamError:
     return UpstreamError(f"Ollama answered HTTP {status}: {message}")
 
 
-def transport_error(exc: Exception, *, url: str, streaming: bool) -> ProxyError:
-    """Map an httpx failure. ``streaming``: whether Ollama had already answered 200."""
+def transport_error(exc: Exception, *, url: str, streaming: bool, origin: str = "") -> ProxyError:
+    """Map an httpx failure. ``streaming``: whether Ollama had already answered 200;
+    ``origin``: where the URL came from (``from OLLAMA_HOST``), said in the hint."""
     if isinstance(exc, ProxyError):
         return exc
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)) and not streaming:
+        came_from = f" (the URL is {origin})" if origin else ""
         return UpstreamUnreachable(
-            f"Cannot reach Ollama at {url} ({type(exc).__name__}: {exc or 'no detail'})."
-            " Start it with `ollama serve`, or point the proxy at it with PROXY_OLLAMA_URL."
+            f"Cannot reach Ollama at {url}{came_from}: {type(exc).__name__}: {exc or 'no detail'}."
+            " Start it with `ollama serve`, or point the proxy at it with --ollama-url or PROXY_OLLAMA_URL."
         )
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeout(f"Ollama at {url} timed out: {exc or type(exc).__name__}")

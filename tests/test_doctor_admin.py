@@ -46,7 +46,7 @@ async def test_healthy(fake_ollama):
     code, checks, table = await run_doctor(settings)
     assert code == 0
     assert line(checks, f"Ollama at {fake_ollama.url}") == {
-        "check": f"Ollama at {fake_ollama.url}", "verdict": "ok", "detail": "reachable, version 0.12.6", "fix": ""}
+        "check": f"Ollama at {fake_ollama.url}", "verdict": "ok", "detail": "reachable, version 0.12.6; this URL is from --ollama-url", "fix": ""}
     assert line(checks, "qwen3-coder:30b (default, sonnet, opus)")["verdict"] == "ok"
     assert line(checks, "qwen3-coder:30b tool calling")["verdict"] == "ok"
     assert line(checks, "qwen3-coder:30b context")["detail"] == "262144 tokens"
@@ -105,12 +105,35 @@ async def test_haiku_only_shortcomings_are_warnings(fake_ollama):
     assert code == 0
 
 
-@pytest.mark.parametrize(("length", "verdict"), [(8192, "fail"), (40960, "warn"), (65536, "ok")])
-async def test_context_length_thresholds(fake_ollama, length, verdict):
+@pytest.mark.parametrize(
+    ("length", "settings", "verdict", "fix"),
+    [
+        (8192, {}, "fail", "use a model with at least 65536"),
+        (40960, {}, "info", "qwen3-coder:30b"),  # works: Claude Code compacts when it fills
+        (65536, {}, "ok", ""),
+        # the settings cap what the model could take: the fix is the setting, not the model
+        (131072, {"max_num_ctx": 16384}, "fail", "raise max_num_ctx / num_ctx to at least 32768"),
+        (131072, {"max_num_ctx": 40960}, "warn", "raise max_num_ctx / num_ctx (the model takes 131072)"),
+        (131072, {"num_ctx": 65536}, "ok", ""),
+    ],
+)
+async def test_context_length_thresholds(fake_ollama, length, settings, verdict, fix):
     fake_ollama.models.append(Model("sized:1b", capabilities=("completion", "tools", "thinking"), context_length=length))
-    code, checks, _ = await run_doctor(settings_for(fake_ollama.url, default_model="sized:1b"))
-    assert line(checks, "sized:1b context")["verdict"] == verdict
+    code, checks, _ = await run_doctor(settings_for(fake_ollama.url, default_model="sized:1b", **settings))
+    found = line(checks, "sized:1b context")
+    assert found["verdict"] == verdict
+    assert fix in found["fix"]
     assert code == (1 if verdict == "fail" else 0)
+
+
+async def test_the_readme_path_reads_ready(fake_ollama):
+    """The README's own path (qwen3:8b, the default model, pulled; Claude Code installed;
+    no proxy running yet) is healthy: no failure, no warning, and each note says what to do."""
+    code, checks, table = await run_doctor(settings_for(fake_ollama.url))
+    assert code == 0
+    assert [c["check"] for c in checks if c["verdict"] in ("warn", "fail")] == []
+    assert table.rstrip().endswith("ready.")
+    assert "qwen3-coder:30b" in line(checks, "qwen3:8b context")["fix"]
 
 
 async def test_old_ollama_is_a_warning(fake_ollama):

@@ -28,7 +28,7 @@ from .known_tools import KnownTools
 from .history import emulate_tools, pair_tool_results, sequentialize, tool_choice_instruction
 from .thinking import decide_think
 
-__all__ = ["validate_request", "translate_request", "encode_ollama_body", "TranslatedRequest", "BILLING_HEADER_PREFIX"]
+__all__ = ["validate_request", "validate_count_request", "translate_request", "encode_ollama_body", "TranslatedRequest", "BILLING_HEADER_PREFIX"]
 
 log = logging.getLogger("proxy.translate")
 
@@ -57,6 +57,20 @@ def _fail(path: str, problem: str) -> RequestError:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_count_request(body: Any) -> dict[str, Any]:
+    """Check a count_tokens request the way :func:`validate_request` checks the same fields
+    of a Messages request (the same field gets the same message on both routes)."""
+    if not isinstance(body, dict):
+        raise RequestError("request body must be a JSON object")
+    if "model" in body and (not isinstance(body["model"], str) or not body["model"].strip()):
+        raise _fail("model", "must be a non-empty string")
+    if "messages" not in body:
+        raise _fail("messages", "field required")
+    if not isinstance(body["messages"], list):
+        raise _fail("messages", "must be an array")
+    return body
 
 
 def validate_request(body: Any) -> dict[str, Any]:
