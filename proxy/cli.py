@@ -23,6 +23,7 @@ import errno
 import functools
 import json
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -343,7 +344,7 @@ def _tail(settings: Any, *, url: str | None, as_json: bool) -> int:
 
 
 def _serve(settings: Any, *, pid_file: str | None) -> int:
-    from .server import serve, wait_for_signal
+    from .server import first_signal, serve
 
     pid_path = Path(pid_file) if pid_file else None
     try:
@@ -363,12 +364,16 @@ def _serve(settings: Any, *, pid_file: str | None) -> int:
         )
 
     async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            # Bound first, then the PID file: a proxy that cannot listen writes nothing,
-            # so it cannot clobber the file of the one that holds the port.
-            await nursery.start(functools.partial(serve, settings, shutdown_trigger=wait_for_signal))
-            if pid_path is not None:
-                write_pid_file(pid_path)
+        # Signals are caught from here on: a SIGTERM right after start-up (`make run`, then
+        # at once `make stop`) is a graceful shutdown that removes the PID file.
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                # Bound first, then the PID file: a proxy that cannot listen writes nothing,
+                # so it cannot clobber the file of the one that holds the port.
+                trigger = functools.partial(first_signal, signals)
+                await nursery.start(functools.partial(serve, settings, shutdown_trigger=trigger))
+                if pid_path is not None:
+                    write_pid_file(pid_path)
 
     try:
         trio.run(run)

@@ -13,7 +13,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .app import ProxyApp
 
-__all__ = ["serve", "hypercorn_config", "wait_for_signal"]
+__all__ = ["serve", "hypercorn_config", "wait_for_signal", "first_signal"]
 
 log = logging.getLogger("proxy.server")
 
@@ -35,9 +35,16 @@ def hypercorn_config(settings: Any) -> Config:
 async def wait_for_signal() -> None:
     """Return on SIGTERM or SIGINT: Hypercorn's trigger for a graceful shutdown."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("received %s: shutting down gracefully", signal.Signals(signum).name)
-            return
+        await first_signal(signals)
+
+
+async def first_signal(signals: Any) -> None:
+    """Return at the first signal from ``signals`` (a ``trio.open_signal_receiver``).
+    Open the receiver before the server starts, so a SIGTERM that arrives as soon as the
+    server is up is a graceful shutdown, not the default action (death)."""
+    async for signum in signals:
+        log.info("received %s: shutting down gracefully", signal.Signals(signum).name)
+        return
 
 
 async def serve(
