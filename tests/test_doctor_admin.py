@@ -10,10 +10,10 @@ import pytest
 import trio
 
 from proxy import admin_commands
-from proxy.config import load_settings
+from proxy.config import describe_source, load_settings
 from proxy.doctor import Check, Facts, Verdict, evaluate, exit_code, model_roles, render_table
 from proxy.errors import ProxyError
-from proxy.ollama_admin import PullProgress, canonical_name, parse_version, pull_model
+from proxy.ollama_admin import PullProgress, canonical_name, parse_version, pull_model, settle_container_default
 from tests.fake_ollama import Model
 
 CLAUDE = lambda name: "/usr/local/bin/claude"  # noqa: E731 - `which` stand-ins
@@ -276,3 +276,48 @@ async def test_pull_errors():
         await pull_with([{"status": "pulling manifest"}], tty=False)
     with pytest.raises(ProxyError, match="Ollama answered HTTP 500"):
         await pull_with([{"error": "boom"}], tty=False, status=500)
+
+
+# -- the container default, and where the URL came from -------------------------------------
+
+
+def container_settings(url: str = "http://host.docker.invalid:11434"):
+    """Settings as a container gets them when nothing names Ollama's URL (the name given
+    here does not resolve anywhere: .invalid is reserved)."""
+    import dataclasses
+
+    settings = load_settings({"host": "127.0.0.1", "port": 0}, environ={}, read_config_file=False, in_container=True)
+    assert describe_source(settings, "ollama_url") == "the container default"
+    return dataclasses.replace(settings, ollama_url=url)
+
+
+async def test_the_container_default_falls_back_to_loopback_when_its_name_does_not_resolve(fake_ollama):
+    with trio.fail_after(20):
+        settled = await settle_container_default(container_settings(), loopback=fake_ollama.url)
+    assert settled.ollama_url == fake_ollama.url
+    origin = describe_source(settled, "ollama_url")
+    assert origin == "loopback, because host.docker.invalid (the container default) does not resolve here"
+    code, checks, _ = await run_doctor(settled)
+    assert line(checks, f"Ollama at {fake_ollama.url}")["detail"].endswith(f"this URL is {origin}")
+
+
+async def test_the_container_default_is_kept_and_explained_when_loopback_is_silent():
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with trio.fail_after(20):
+        settled = await settle_container_default(container_settings(), loopback=dead)
+    assert settled.ollama_url == "http://host.docker.invalid:11434"
+    origin = describe_source(settled, "ollama_url")
+    assert origin == f"the container default; host.docker.invalid does not resolve here, nor does {dead} answer"
+    code, checks, _ = await run_doctor(settled)
+    assert code == 1
+    assert line(checks, "Ollama at http://host.docker.invalid:11434")["detail"].endswith(origin)
+
+
+async def test_a_resolving_container_default_and_any_configured_url_are_left_alone(fake_ollama):
+    resolving = container_settings("http://localhost:1")  # resolves: kept, even if nothing answers
+    with trio.fail_after(20):
+        assert await settle_container_default(resolving, loopback=fake_ollama.url) is resolving
+        configured = settings_for("http://host.docker.invalid:11434")  # from --ollama-url: never replaced
+        assert await settle_container_default(configured, loopback=fake_ollama.url) is configured
