@@ -448,7 +448,12 @@ class ProxyApp:
             {
                 "status": "ok" if version else "ollama_unreachable",
                 "proxy_version": __version__,
-                "ollama": {"url": url, "reachable": version is not None, "version": version},
+                "ollama": {
+                    "url": url,
+                    "url_origin": describe_source(self.settings, "ollama_url"),
+                    "reachable": version is not None,
+                    "version": version,
+                },
             },
         )
 

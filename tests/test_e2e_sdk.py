@@ -279,7 +279,8 @@ async def test_routes_probes_and_unknown_paths(fake_ollama, proxy):
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
     assert health.status_code == 200
-    assert health.json()["ollama"] == {"url": fake_ollama.url, "reachable": True, "version": fake_ollama.version}
+    assert health.json()["ollama"] == {"url": fake_ollama.url, "url_origin": "from --ollama-url", "reachable": True,
+                                       "version": fake_ollama.version}
     assert count.status_code == 200 and 300 < count.json()["input_tokens"] < 1500
     assert fake_ollama.chat_requests == []  # count_tokens is answered locally
 
