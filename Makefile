@@ -66,9 +66,9 @@ claude: $(STAMP)
 	$(BIN)/claude-code-ollama-proxy claude $(ARGS)
 
 # The dashboard's tests drive Debian's headless Chromium; a fresh machine gets it here.
-# CHROMIUM=/path/to/chrome (in the environment or on the command line) uses that one instead.
+# CHROMIUM=/path/to/chrome (in the environment or on the command line) uses that one instead
+# (make passes it on to the tests, whose tests/browser.py reads it).
 CHROMIUM ?= /usr/bin/chromium
-export CHROMIUM
 APT    := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 $(CHROMIUM):
 	$(APT) install -y --no-install-recommends chromium >/dev/null 2>&1 \
