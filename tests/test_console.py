@@ -154,16 +154,22 @@ async def test_make_stop_waits_for_the_proxy_and_never_removes_the_file_itself(f
         assert await stop(again) == 0
 
 
-def test_the_bind_itself_failing_is_the_same_one_line(monkeypatch, capsys):
-    """The check before start-up can lose a race; the server's own bind error says the same."""
+def test_the_bind_itself_failing_is_the_same_one_line(monkeypatch, capsys, tmp_path):
+    """The checks before start-up can lose a race (two proxies started at once); then the
+    server's own bind error says the same, and the other proxy's PID file is left alone."""
     from proxy import cli
 
+    pid_file = tmp_path / "proxy.pid"
+    pid_file.write_text(f"{os.getppid()}\n")  # a live process that is not this one
     with __import__("socket").socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         monkeypatch.setattr(cli, "check_address_free", lambda host, port: None)
-        assert cli.main(["--ollama-url", "http://127.0.0.1:9", "--quiet", "serve", "--port", str(port)]) == 2
+        monkeypatch.setattr(cli, "check_pid_file", lambda path: None)
+        assert cli.main(["--ollama-url", "http://127.0.0.1:9", "--quiet", "serve", "--port", str(port),
+                         "--pid-file", str(pid_file)]) == 2
+    assert pid_file.read_text() == f"{os.getppid()}\n"
     assert capsys.readouterr().err == (
         f"{PROG}: port {port} is already in use (127.0.0.1:{port}): is a proxy already running?"
         " `make stop` stops the one `make run` started; or pick another port with --port N\n"
