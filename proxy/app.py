@@ -32,7 +32,7 @@ from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
 from .protocol.known_tools import KnownTools, ToolsCache, parse_request_body
 from .protocol.tokens import Calibration, estimate_tokens
-from .protocol.translate import translate_request, validate_request
+from .protocol.translate import TranslatedRequest, translate_request, validate_request
 from .relay import RelaySettings, serve_messages
 from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
 from .stream.translator import ResponseTranslator
@@ -63,6 +63,10 @@ def _keep_alive(value: str) -> str | int:
     except ValueError:
         return value
 
+
+#: Bodies from this size on are parsed, checked and translated in a worker thread (smaller
+#: ones on the event loop, where a thread's hand-off would cost more than the work).
+OFF_LOOP_BYTES = 512 * 1024
 
 #: Tells the client its thinking request was dropped because the model cannot think.
 THINKING_DROPPED_HEADER = ("x-proxy-thinking", "dropped")
@@ -122,6 +126,8 @@ class ProxyApp:
             busy_retry_window=settings.busy_retry_window,
         )
         self.live = LiveRequests(Broadcast(buffer=settings.events_buffer))
+        #: worker threads for big bodies (see _off_loop): CPU-bound, so few
+        self._cpu_limiter = trio.CapacityLimiter(2)
         self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
         self.capabilities = CapabilityCache(self.client)
         self.calibration = Calibration()
@@ -213,13 +219,25 @@ class ProxyApp:
         if presented is None or not secrets.compare_digest(presented.encode(), expected.encode()):
             raise AuthenticationError("invalid API key: present the proxy's key as x-api-key or a Bearer token")
 
-    async def _read_json(self, receive: Receive) -> tuple[Any, KnownTools | None]:
-        """The parsed body, and its tools when they are an array (see known_tools)."""
+    async def _read_json(self, receive: Receive) -> tuple[Any, KnownTools | None, int]:
+        """The parsed body, its tools when they are an array (see known_tools), and its size."""
         body = await read_body(receive, limit=self.settings.body_limit)
+        raw, known_tools = await self._off_loop(len(body), self._parse_json, body)
+        return raw, known_tools, len(body)
+
+    def _parse_json(self, body: bytes) -> tuple[Any, KnownTools | None]:
         try:
             return parse_request_body(body, self.known_tools)
         except ValueError as exc:
             raise RequestError(f"request body is not valid JSON: {exc}") from None
+
+    async def _off_loop(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``: on the event loop for a body under OFF_LOOP_BYTES, else in a worker
+        thread, so one huge request cannot stall every other request while it is parsed,
+        checked and translated (bench/bench_translate.py measures both)."""
+        if size < OFF_LOOP_BYTES:
+            return fn(*args)
+        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._cpu_limiter)
 
     # -- handlers ------------------------------------------------------------------
 
@@ -234,10 +252,10 @@ class ProxyApp:
             raise
 
     async def _messages(self, receive: Receive, send: Send, request_id: str, facts: dict[str, Any]) -> None:
-        raw, known_tools = await self._read_json(receive)
+        raw, known_tools, size = await self._read_json(receive)
         if isinstance(raw, dict) and isinstance(raw.get("model"), str):
             facts["model"] = raw["model"]  # for the live view, even when the body is refused
-        body = validate_request(raw)
+        body = await self._off_loop(size, validate_request, raw)
         settings = self.settings
         ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
         capabilities = await self.capabilities.get(ollama_model)
@@ -248,14 +266,31 @@ class ProxyApp:
                 f"{ollama_model} cannot call tools, and tool_emulation is off. Models installed that can: "
                 + (", ".join(callers) if callers else "none (try `ollama pull qwen3:8b`)")
             )
-        request = translate_request(
-            body,
-            ollama_model=ollama_model,
-            can_think=capabilities.thinking,
-            sequential_tools=settings.sequential_tools,
-            native_tools=native_tools,
-            known_tools=known_tools,
-        )
+        high_water = self.num_ctx_high_water.get(ollama_model, 0)
+
+        def size_and_translate() -> tuple[int, int, int, TranslatedRequest]:
+            # The cheap checks first: a prompt too long for the model is refused before
+            # the (larger) work of translating it.
+            raw_estimate = estimate_tokens(body, known_tools=known_tools)
+            estimate = self.calibration.apply(ollama_model, raw_estimate)
+            num_ctx = choose_num_ctx(
+                estimate=estimate,
+                max_tokens=body["max_tokens"],
+                model_max=capabilities.context_length,
+                policy=ContextPolicy(pinned=settings.num_ctx, maximum=settings.max_num_ctx),
+                high_water=high_water,
+            )
+            request = translate_request(
+                body,
+                ollama_model=ollama_model,
+                can_think=capabilities.thinking,
+                sequential_tools=settings.sequential_tools,
+                native_tools=native_tools,
+                known_tools=known_tools,
+            )
+            return raw_estimate, estimate, num_ctx, request
+
+        raw_estimate, estimate, num_ctx, request = await self._off_loop(size, size_and_translate)
         if not native_tools:
             log.info("request %s: %s has no native tool calling; tools are emulated in the prompt", request_id, ollama_model)
         headers: list[tuple[str, str]] = []
@@ -291,15 +326,6 @@ class ProxyApp:
                 return emulated
             return None
 
-        raw_estimate = estimate_tokens(body, known_tools=known_tools)
-        estimate = self.calibration.apply(ollama_model, raw_estimate)
-        num_ctx = choose_num_ctx(
-            estimate=estimate,
-            max_tokens=body["max_tokens"],
-            model_max=capabilities.context_length,
-            policy=ContextPolicy(pinned=settings.num_ctx, maximum=settings.max_num_ctx),
-            high_water=self.num_ctx_high_water.get(ollama_model, 0),
-        )
         if num_ctx > self.num_ctx_high_water.get(ollama_model, 0):
             self.num_ctx_high_water[ollama_model] = num_ctx
         request.ollama["options"]["num_ctx"] = num_ctx
@@ -317,7 +343,7 @@ class ProxyApp:
             tools=len(request.ollama.get("tools") or ()),
         )
         log_request_start(record)
-        log_request_bodies(record, body, request.ollama)
+        await self._off_loop(size, log_request_bodies, record, body, request.ollama)
         watch = self.live.watch(
             request_id=request_id,
             model=body["model"],
@@ -381,11 +407,11 @@ class ProxyApp:
         headers.append(THINKING_DROPPED_HEADER)
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        body, known_tools = await self._read_json(receive)
+        body, known_tools, size = await self._read_json(receive)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise RequestError("messages: field required (an array)")
         model = body.get("model")
-        estimate = estimate_tokens(body, known_tools=known_tools)
+        estimate = await self._off_loop(size, functools.partial(estimate_tokens, known_tools=known_tools), body)
         if isinstance(model, str):
             ollama_model = resolve_model(model, self.settings.model_map, self.settings.default_model)
             estimate = self.calibration.apply(ollama_model, estimate)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import threading
 from typing import Any
 
 __all__ = ["KnownTools", "ToolsCache", "parse_request_body"]
@@ -53,20 +54,24 @@ class ToolsCache:
     def __init__(self, size: int = 8) -> None:
         self._size = size
         self._entries: collections.OrderedDict[str, KnownTools] = collections.OrderedDict()
+        # Big bodies are parsed in worker threads (proxy.app), small ones on the event loop.
+        self._lock = threading.Lock()
 
     def match(self, text: str, start: int) -> KnownTools | None:
         """The entry whose text appears in ``text`` at ``start``, if any."""
-        for key, entry in self._entries.items():
-            if text.startswith(key, start):
-                self._entries.move_to_end(key)
-                return entry
+        with self._lock:
+            for key, entry in self._entries.items():
+                if text.startswith(key, start):
+                    self._entries.move_to_end(key)
+                    return entry
         return None
 
     def add(self, text: str, tools: Any) -> KnownTools:
         entry = KnownTools(text, tools)
-        self._entries[text] = entry
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[text] = entry
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
         return entry
 
 

@@ -306,30 +306,51 @@ def _inline_system(content: str | list[dict[str, Any]], path: str) -> dict[str, 
 
 
 def _merge_same_role(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge consecutive user or assistant messages: chat templates expect alternation."""
+    """Merge consecutive user or assistant messages: chat templates expect alternation.
+
+    Linear in the size of the history: each run of same-role messages collects its parts
+    and joins them once (rebuilding the growing string per message was quadratic: 40,000
+    short messages took seconds).
+    """
     merged: list[dict[str, Any]] = []
+    run: list[dict[str, Any]] = []  # consecutive messages of one mergeable role
+
+    def flush() -> None:
+        if len(run) == 1:
+            merged.append(dict(run[0]))
+        elif run:
+            merged.append(_merged(run))
+        run.clear()
+
     for message in messages:
-        previous = merged[-1] if merged else None
         role = message["role"]
-        if previous is None or previous["role"] != role or role not in ("user", "assistant"):
+        if role not in ("user", "assistant"):
+            flush()
             merged.append(dict(message))
-            continue
-        joiner = "\n\n" if role == "user" else ""
-        if message["content"]:
-            previous["content"] = (
-                f"{previous['content']}{joiner}{message['content']}"
-                if previous["content"]
-                else message["content"]
-            )
-        if message.get("images"):
-            previous["images"] = previous.get("images", []) + message["images"]
-        if message.get("thinking"):
-            previous["thinking"] = "\n\n".join(
-                t for t in (previous.get("thinking"), message["thinking"]) if t
-            )
-        if message.get("tool_calls"):
-            previous["tool_calls"] = previous.get("tool_calls", []) + message["tool_calls"]
+        else:
+            if run and run[0]["role"] != role:
+                flush()
+            run.append(message)
+    flush()
     return merged
+
+
+def _merged(run: list[dict[str, Any]]) -> dict[str, Any]:
+    """One message for a run of same-role messages (see _merge_same_role)."""
+    first = run[0]
+    joiner = "\n\n" if first["role"] == "user" else ""
+    message = dict(first)
+    message["content"] = joiner.join(m["content"] for m in run if m["content"])
+    images = [image for m in run if m.get("images") for image in m["images"]]
+    if images:
+        message["images"] = images
+    thinking = [m["thinking"] for m in run if m.get("thinking")]
+    if thinking:
+        message["thinking"] = "\n\n".join(thinking)
+    calls = [call for m in run if m.get("tool_calls") for call in m["tool_calls"]]
+    if calls:
+        message["tool_calls"] = calls
+    return message
 
 
 def translate_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
