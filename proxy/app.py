@@ -27,6 +27,7 @@ from .events_socket import reject_handshake, serve_events
 from .live import LiveRequests
 from .logs import configure_logging, request_context
 from .ollama_admin import list_models
+from .protocol.bounded import BoundedDict, clip
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
@@ -131,8 +132,9 @@ class ProxyApp:
         self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
         self.capabilities = CapabilityCache(self.client)
         self.calibration = Calibration()
-        #: the largest num_ctx each model got so far: it only grows (a change reloads the model)
-        self.num_ctx_high_water: dict[str, int] = {}
+        #: the largest num_ctx each model got so far: it only grows (a change reloads the
+        #: model). Only models Ollama answered for are kept, and at most MODEL_TABLE_SIZE.
+        self.num_ctx_high_water: BoundedDict[str, int] = BoundedDict()
         log.info("proxy ready: Ollama at %s, default model %s", settings.ollama_url, settings.default_model)
 
     def close_live_view(self) -> None:
@@ -171,10 +173,10 @@ class ProxyApp:
         methods = ROUTES.get(path.rstrip("/") or "/")
         try:
             if methods is None:
-                raise NotFound(f"no route for {method} {path}")
+                raise NotFound(f"no route for {clip(method)} {clip(path)}")
             handler = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
             if handler is None:
-                raise MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(methods)}")
+                raise MethodNotAllowed(f"{clip(method)} is not allowed on {clip(path)}; use {', '.join(methods)}")
             if path.startswith("/v1/"):
                 self._authenticate(scope)
             if method == "HEAD":
@@ -185,7 +187,7 @@ class ProxyApp:
             log.info("request %s: client left while sending its request", request_id)
         except ProxyError as exc:
             if not isinstance(exc, NotFound):
-                log.info("request %s: %s %s: %s", request_id, method, path, exc.message)
+                log.info("request %s: %s %s: %s", request_id, clip(method), clip(path), exc.message)
             await send_error(send, exc, headers=[("request-id", request_id)])
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -196,10 +198,10 @@ class ProxyApp:
         path = scope["path"].rstrip("/")
         try:
             if path != "/v1/events":
-                raise NotFound(f"no WebSocket route at {scope['path']}; the live feed is /v1/events")
+                raise NotFound(f"no WebSocket route at {clip(scope['path'])}; the live feed is /v1/events")
             self._authenticate(scope, query_key=True)
         except ProxyError as exc:
-            log.info("WebSocket %s refused: %s", scope["path"], exc.message)
+            log.info("WebSocket %s refused: %s", clip(scope["path"]), exc.message)
             await reject_handshake(scope, send, exc)
             return
         await serve_events(receive, send, self.live)
@@ -376,6 +378,13 @@ class ProxyApp:
                     translator=translator,
                     now=trio.current_time(),
                 )
+        if outcome.get("ollama_status") != 200 and self.num_ctx_high_water.get(ollama_model) == num_ctx:
+            # Ollama did not load the model with it (no such model, refused, unreachable):
+            # forget it, so names Ollama never confirmed leave nothing behind.
+            if high_water:
+                self.num_ctx_high_water[ollama_model] = high_water
+            else:
+                del self.num_ctx_high_water[ollama_model]
         self._learn_prompt_size(ollama_model, raw_estimate, translator.input_tokens, num_ctx)
         ended = trio.current_time()
         log_request_end(record, ended=ended, outcome=outcome, translator=translator)

@@ -20,7 +20,7 @@ import trio
 
 from .errors import ProxyError, UpstreamProtocolError
 from .stream.ndjson import NDJSONDecoder
-from .upstream import status_error, transport_error
+from .upstream import ERROR_BODY_LIMIT, read_capped, status_error, transport_error
 
 __all__ = [
     "InstalledModel",
@@ -224,7 +224,7 @@ async def pull_model(client: httpx.AsyncClient, name: str, on_progress: Callable
     try:
         async with client.stream("POST", "/api/pull", json={"model": name, "stream": True}) as response:
             if response.status_code != 200:
-                raise status_error(response.status_code, await response.aread(), model=name)
+                raise status_error(response.status_code, await read_capped(response, ERROR_BODY_LIMIT), model=name)
             async with aclosing(response.aiter_bytes()) as chunks:
                 async for data in chunks:
                     for line in decoder.feed(data):

@@ -32,7 +32,7 @@ from .protocol.translate import TranslatedRequest, encode_ollama_body
 from .stream.events import Event, Ping, encode_sse
 from .stream.message import MessageBuilder
 from .stream.translator import ResponseTranslator
-from .upstream import chat_url, status_error, transport_error
+from .upstream import ERROR_BODY_LIMIT, chat_url, read_capped, status_error, transport_error
 
 __all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
 
@@ -232,8 +232,9 @@ async def relay_upstream(
                 payload = encode_ollama_body(request)
                 async with client.stream("POST", chat_url(client), content=payload, headers=_JSON) as response:
                     progress["answered"] = True
+                    progress["ollama_status"] = response.status_code
                     if response.status_code != 200:
-                        body = await response.aread()
+                        body = await read_capped(response, ERROR_BODY_LIMIT)
                         error = status_error(response.status_code, body, model=request.ollama["model"])
                         backoff = 0.25 * 2 ** (attempt - 1)
                         busy = response.status_code == 503

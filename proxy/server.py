@@ -45,15 +45,18 @@ async def serve(
     *,
     shutdown_trigger: Any = None,
     console_log: bool = True,
+    app: ProxyApp | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the proxy until ``shutdown_trigger`` returns (default: never).
 
     ``task_status.started`` gets the bound URLs (``http://127.0.0.1:PORT``), so
     ``await nursery.start(serve, settings)`` works with port 0. ``console_log=False``
-    keeps log records off stdout (see :class:`~proxy.app.ProxyApp`).
+    keeps log records off stdout (see :class:`~proxy.app.ProxyApp`). ``app``: serve this
+    ProxyApp (made with ``settings``) instead of a new one (the tests inspect it).
     """
-    app = ProxyApp(settings, console_log=console_log)
+    if app is None:
+        app = ProxyApp(settings, console_log=console_log)
 
     async def shut_down_when_triggered() -> None:
         # Hypercorn waits up to graceful_timeout for open connections; live-view

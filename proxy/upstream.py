@@ -8,11 +8,14 @@ for the boundary to render.
 from __future__ import annotations
 
 import json
+import re
 import weakref
+from contextlib import aclosing
 
 import httpx
 import trio
 
+from .protocol.bounded import clip
 from .errors import (
     ProxyError,
     UpstreamBadRequest,
@@ -24,9 +27,30 @@ from .errors import (
     UpstreamUnreachable,
 )
 
-__all__ = ["open_client", "chat_url", "status_error", "transport_error", "probe_version", "CHAT_PATH"]
+__all__ = [
+    "open_client", "chat_url", "status_error", "transport_error", "probe_version", "read_capped",
+    "CHAT_PATH", "ERROR_BODY_LIMIT",
+]
 
 CHAT_PATH = "/api/chat"
+#: bytes of an Ollama error body read (its ``{"error": "…"}`` is a line; the rest is dropped)
+ERROR_BODY_LIMIT = 64 * 1024
+#: characters of Ollama's error text passed on to the client and the log
+ERROR_TEXT_LIMIT = 1000
+
+
+async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``response``'s body; the rest is never read (closing the
+    response drops the connection)."""
+    parts: list[bytes] = []
+    size = 0
+    async with aclosing(response.aiter_bytes()) as chunks:
+        async for data in chunks:
+            parts.append(data)
+            size += len(data)
+            if size >= limit:
+                break
+    return b"".join(parts)[:limit]
 
 #: client → (its base_url, the chat URL made from it)
 _chat_urls: weakref.WeakKeyDictionary[httpx.AsyncClient, tuple[httpx.URL, httpx.URL]] = weakref.WeakKeyDictionary()
@@ -62,15 +86,25 @@ def open_client(ollama_url: str, *, connect_timeout: float) -> httpx.AsyncClient
     )
 
 
+_ERROR_START = re.compile(r'\{\s*"error"\s*:\s*"((?:[^"\\]|\\.){0,%d})' % ERROR_TEXT_LIMIT)
+
+
 def _ollama_message(body: bytes) -> str:
+    """Ollama's error text, cut to ERROR_TEXT_LIMIT characters."""
     text = body.decode("utf-8", "replace").strip()
     try:
         parsed = json.loads(text)
     except ValueError:
-        return text or "(empty body)"
+        cut = _ERROR_START.match(text)  # {"error": "… cut at ERROR_BODY_LIMIT
+        if cut is not None:
+            try:
+                return clip(json.loads(f'"{cut.group(1)}"'), ERROR_TEXT_LIMIT)
+            except ValueError:
+                pass
+        return clip(text, ERROR_TEXT_LIMIT) if text else "(empty body)"
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-        return parsed["error"]
-    return text
+        return clip(parsed["error"], ERROR_TEXT_LIMIT)
+    return clip(text, ERROR_TEXT_LIMIT)
 
 
 def status_error(status: int, body: bytes, *, model: str) -> UpstreamError:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 
-from tests.fake_ollama import Model
+from tests.fake_ollama import Model, Status
 
 SMALL = {"model": "qwen3:8b", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -60,3 +60,58 @@ async def test_health_answers_while_a_huge_same_role_history_is_translated(fake_
     assert [m["role"] for m in merged] == ["user"] and merged[0]["content"].count("\n\nline ") == 39_999
     # Generous: a /health normally answers in a few ms; before the fix it waited seconds.
     assert max(health_times) < 1.0, health_times
+
+
+# -- 2. memory stays bounded, whatever names and errors come in ----------------------------
+
+
+async def test_per_model_tables_keep_only_models_ollama_confirmed(fake_ollama, start_proxy, monkeypatch):
+    monkeypatch.setattr("proxy.protocol.bounded.MODEL_TABLE_SIZE", 4)
+    proxy = await start_proxy()
+    names = [f"nope{i}:{'x' * 200}" for i in range(10)]
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=20) as client:
+        with trio.fail_after(30):
+            for name in names:
+                thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+                response = await client.post("/v1/messages", json={**SMALL, "model": name, **thinking})
+                assert response.status_code == 404
+                assert "ollama pull" in response.json()["error"]["message"]
+    app = proxy.app
+    # Ollama never confirmed one of them (the last request ends just after its answer).
+    with trio.fail_after(5):
+        while app.num_ctx_high_water:
+            await trio.sleep(0.01)
+    assert len(app.capabilities._warned_no_thinking) <= 4
+
+    # Models Ollama did answer for: the most recent ones are kept, up to the cap.
+    installed = [f"real{i}:1b" for i in range(7)]
+    fake_ollama.models.extend(Model(name) for name in installed)
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=20) as client:
+        with trio.fail_after(30):
+            for name in installed:
+                response = await client.post("/v1/messages", json={**SMALL, "model": name})
+                assert response.status_code == 200
+    assert list(app.num_ctx_high_water) == installed[-4:]
+    assert len(app.capabilities._entries) <= 4
+
+
+async def test_huge_model_names_and_ollama_errors_are_cut_short_in_answers_and_logs(
+    fake_ollama, start_proxy, caplog
+):
+    proxy = await start_proxy()
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=20) as client:
+        with trio.fail_after(30):
+            response = await client.post("/v1/messages", json={**SMALL, "model": "m" * 1_000_000})
+            assert response.status_code == 400
+            assert len(response.content) < 2000
+            assert "model" in response.json()["error"]["message"]
+
+            # Ollama's own error body is read with a cap and echoed cut short.
+            fake_ollama.script_chat([Status(500, body={"error": "boom " * 1_000_000})])
+            response = await client.post("/v1/messages", json=SMALL)
+            assert response.status_code == 500
+            message = response.json()["error"]["message"]
+            assert message.startswith("Ollama answered HTTP 500: boom boom"), message[:300]
+            assert len(message) < 2000
+    longest = max(len(record.getMessage()) for record in caplog.records)
+    assert longest < 4000

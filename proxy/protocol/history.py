@@ -23,6 +23,8 @@ import json
 import logging
 from typing import Any
 
+from .bounded import clip
+
 __all__ = ["pair_tool_results", "sequentialize", "tool_choice_instruction", "emulate_tools", "INTERRUPTED"]
 
 log = logging.getLogger("proxy.history")
@@ -70,12 +72,12 @@ def pair_tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     answered.add(tool_id)
                     kept.append(block)
                 else:
-                    log.info("dropped a tool_result for %s (messages.%d): it answers no call", tool_id, i)
+                    log.info("dropped a tool_result for %s (messages.%d): it answers no call", clip(tool_id), i)
                 continue
             kept.append(block)
         missing = [tool_id for tool_id in pending if tool_id not in answered]
         if missing:
-            log.info("synthesized 'interrupted' results for %s (messages.%d)", ", ".join(missing), i)
+            log.info("synthesized 'interrupted' results for %s (messages.%d)", clip(", ".join(missing)), i)
         if missing or len(kept) != len(blocks):
             message = {**message, "content": _interrupted(missing) + kept}
         pending = []

@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 from ..errors import RequestError
+from .bounded import clip
 from .known_tools import KnownTools
 from .history import emulate_tools, pair_tool_results, sequentialize, tool_choice_instruction
 from .thinking import decide_think
@@ -55,6 +56,23 @@ def _fail(path: str, problem: str) -> RequestError:
     return RequestError(f"{path}: {problem}")
 
 
+#: Model names in use (Anthropic's, Ollama's, Hugging Face paths with a tag) are far shorter.
+#: A longer one is refused before it is echoed into any log record or error.
+MODEL_NAME_LIMIT = 512
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string with a lone surrogate (JSON's ``"\\ud800"``): no UTF-8 encoder
+    takes it, so it must not reach a log record, a header or a response."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -68,6 +86,10 @@ def validate_request(body: Any) -> dict[str, Any]:
         raise _fail("model", "field required")
     if not isinstance(model, str) or not model.strip():
         raise _fail("model", "must be a non-empty string")
+    if len(model) > MODEL_NAME_LIMIT:
+        raise _fail("model", f"must be at most {MODEL_NAME_LIMIT} characters (got {len(model)})")
+    if not _is_unicode(model):
+        raise _fail("model", "must be valid Unicode text (it contains a lone surrogate, e.g. \\ud800)")
     if "max_tokens" not in body:
         raise _fail("max_tokens", "field required")
     if not _is_int(body["max_tokens"]) or body["max_tokens"] < 1:
@@ -171,7 +193,7 @@ def _document_text(block: dict[str, Any], path: str) -> str:
     else:
         raise _fail(
             f"{path}.source",
-            f"documents of source type {kind!r} are not supported by the local model;"
+            f"documents of source type {clip(repr(kind))} are not supported by the local model;"
             " only text documents are",
         )
     return f"{header}{body}\n</document>"
@@ -206,7 +228,7 @@ def _tool_result(
             inner_path = f"{path}.content.{k}"
             kind = inner.get("type") if isinstance(inner, dict) else None
             if not _add_media(inner, kind, inner_path, texts, images):
-                log.info("dropped a %r block inside a tool_result at %s", kind, inner_path)
+                log.info("dropped a %s block inside a tool_result at %s", clip(repr(kind)), inner_path)
     elif content is not None:
         raise _fail(f"{path}.content", "must be a string or an array of content blocks")
     text = "\n\n".join(texts)
@@ -219,7 +241,7 @@ def _tool_result(
     if name is not None:
         message["tool_name"] = name
     else:
-        log.info("tool_result %s at %s answers no earlier tool_use", tool_use_id, path)
+        log.info("tool_result %s at %s answers no earlier tool_use", clip(tool_use_id), path)
     message["tool_call_id"] = tool_use_id
     return message
 
@@ -239,7 +261,7 @@ def _user_turn(
         if kind == "tool_result":
             tool_messages.append(_tool_result(block, block_path, tool_names))
         elif not _add_media(block, kind, block_path, texts, images):
-            log.info("dropped a %r block at %s: the local model cannot use it", kind, block_path)
+            log.info("dropped a %s block at %s: the local model cannot use it", clip(repr(kind)), block_path)
     result = tool_messages
     if texts or images or not tool_messages:
         user: dict[str, Any] = {"role": "user", "content": "\n\n".join(texts)}
@@ -276,7 +298,7 @@ def _assistant_turn(
             tool_names[tool_id] = name
             calls.append({"id": tool_id, "function": {"name": name, "arguments": arguments}})
         else:
-            log.info("dropped a %r block at %s: the local model cannot use it", kind, block_path)
+            log.info("dropped a %s block at %s: the local model cannot use it", clip(repr(kind)), block_path)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
     if thinking:
         message["thinking"] = "\n\n".join(thinking)
@@ -404,7 +426,7 @@ def translate_tools(
     else:
         functions, schemas, left_out = _translate_tools(tools)
     for name, kind in left_out:
-        log.info("left out server tool %r (type %r): Ollama cannot run it", name, kind)
+        log.info("left out server tool %s (type %s): Ollama cannot run it", clip(repr(name)), clip(repr(kind)))
     return functions, schemas
 
 

@@ -1,0 +1,50 @@
+"""Bounded tables and cut-short values: nothing a client sends grows memory or logs without
+bound. Sans-I/O.
+
+* :class:`BoundedDict` — a per-model table that keeps the most recently set entries, at most
+  :data:`MODEL_TABLE_SIZE` of them (the proxy's tables hold only models Ollama confirmed;
+  the cap bounds even those).
+* :func:`clip` — a value cut to a sane length before it is echoed into a log record or an
+  error message (a model name, a block type, an id, Ollama's own error text).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, TypeVar
+
+__all__ = ["BoundedDict", "MODEL_TABLE_SIZE", "clip", "ECHO_LIMIT"]
+
+#: entries per per-model table (models a proxy serves: a handful; this is a safety cap)
+MODEL_TABLE_SIZE = 256
+#: characters of a client's (or Ollama's) value echoed into a log record or an error
+ECHO_LIMIT = 200
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedDict(collections.OrderedDict[K, V]):
+    """A dict that forgets its least recently set entry beyond ``size`` entries
+    (default: :data:`MODEL_TABLE_SIZE`, read when the table is made)."""
+
+    def __init__(self, size: int | None = None) -> None:
+        super().__init__()
+        self.size = size if size is not None else MODEL_TABLE_SIZE
+
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+def clip(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """``value`` as text of at most about ``limit`` characters: a longer one keeps its start
+    and says how much was cut. Lone surrogates become U+FFFD, so any encoder takes it."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}… ({len(text) - limit} more characters)"
+    if not text.isascii():
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
