@@ -256,7 +256,7 @@ class ProxyApp:
     async def _messages(self, receive: Receive, send: Send, request_id: str, facts: dict[str, Any]) -> None:
         raw, known_tools, size = await self._read_json(receive)
         if isinstance(raw, dict) and isinstance(raw.get("model"), str):
-            facts["model"] = raw["model"]  # for the live view, even when the body is refused
+            facts["model"] = clip(raw["model"])  # for the live view, even when the body is refused
         body = await self._off_loop(size, validate_request, raw)
         settings = self.settings
         ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)

@@ -6,6 +6,7 @@ import json
 from typing import Any, Awaitable, Callable, Iterable, TypedDict
 
 from .errors import ProxyError, RequestTooLarge
+from .protocol.bounded import utf8
 
 __all__ = ["Scope", "Receive", "Send", "read_body", "send_response", "send_json", "send_error", "header"]
 
@@ -79,7 +80,7 @@ async def send_response(
 async def send_json(
     send: Send, status: int, obj: Any, *, headers: Iterable[tuple[str, str]] = ()
 ) -> None:
-    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = utf8(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
     await send_response(send, status, body, content_type="application/json", headers=headers)
 
 

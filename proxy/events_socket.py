@@ -21,6 +21,7 @@ from .asgi import Receive, Scope, Send
 from .broadcast import FeedClosed
 from .errors import ProxyError
 from .live import LiveRequests
+from .protocol.bounded import utf8, valid_text
 
 __all__ = ["serve_events", "reject_handshake"]
 
@@ -31,7 +32,8 @@ GOING_AWAY = 1001
 
 
 def _encode(event: dict) -> str:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    # valid_text: the WebSocket sends UTF-8; a lone surrogate would close the connection
+    return valid_text(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
 
 
 async def reject_handshake(scope: Scope, send: Send, error: ProxyError) -> None:
@@ -39,7 +41,7 @@ async def reject_handshake(scope: Scope, send: Send, error: ProxyError) -> None:
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
         return
-    body = _encode(error.to_body()).encode()
+    body = utf8(_encode(error.to_body()))
     await send({
         "type": "websocket.http.response.start",
         "status": error.status,

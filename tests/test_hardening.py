@@ -115,3 +115,43 @@ async def test_huge_model_names_and_ollama_errors_are_cut_short_in_answers_and_l
             assert len(message) < 2000
     longest = max(len(record.getMessage()) for record in caplog.records)
     assert longest < 4000
+
+
+# -- 3. a lone surrogate is refused or replaced; no encoder raises on client text ------------
+
+SURROGATE_MODEL = b'{"model": "qwen\\ud800", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]'
+
+
+async def test_a_lone_surrogate_in_the_model_is_a_400_and_viewers_keep_watching(fake_ollama, start_proxy, tmp_path):
+    from trio_websocket import open_websocket_url
+
+    log_file = tmp_path / "proxy.log"
+    proxy = await start_proxy(log_file=str(log_file))
+    with trio.fail_after(20):
+        async with open_websocket_url(proxy.url.replace("http://", "ws://") + "/v1/events") as ws:
+            await ws.get_message()  # the hello
+            async with httpx.AsyncClient(base_url=proxy.url, timeout=20) as client:
+                headers = {"content-type": "application/json"}
+                for stream in (b"false", b"true"):
+                    response = await client.post(
+                        "/v1/messages", content=SURROGATE_MODEL + b', "stream": ' + stream + b"}", headers=headers
+                    )
+                    assert response.status_code == 400, response.content
+                    error = response.json()["error"]
+                    assert error["type"] == "invalid_request_error" and "surrogate" in error["message"]
+                # Client text with lone surrogates (a tool output cut mid-emoji) still works,
+                # in the answer, the log (DEBUG bodies) and the live view.
+                text = b'{"model": "qwen3:8b", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "cut \\ud83d here"}]}'
+                response = await client.post("/v1/messages", content=text, headers=headers)
+                assert response.status_code == 200 and b"event: message_stop" in response.content
+                finished = response.headers["request-id"]
+            for _ in range(100):  # bounded: the feed carries both refusals, then this one
+                event = json.loads(await ws.get_message())
+                if event.get("type") == "finished" and event.get("request_id") == finished:
+                    break
+            else:
+                raise AssertionError("the viewer never saw the last request finish")
+    # Sent on as JSON's \ud83d escape: Ollama (Go) reads it as U+FFFD.
+    assert b"cut \\ud83d here" in fake_ollama.chat_requests[-1].raw_body
+    records = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
+    assert any(r.get("EventName") == "proxy.request.body" for r in records)

@@ -4,6 +4,8 @@ bound. Sans-I/O.
 * :class:`BoundedDict` — a per-model table that keeps the most recently set entries, at most
   :data:`MODEL_TABLE_SIZE` of them (the proxy's tables hold only models Ollama confirmed;
   the cap bounds even those).
+* :func:`utf8`, :func:`valid_text` — text any encoder takes: a lone surrogate (JSON's
+  ``"\\ud800"``, which Python's parser accepts) becomes U+FFFD instead of raising.
 * :func:`clip` — a value cut to a sane length before it is echoed into a log record or an
   error message (a model name, a block type, an id, Ollama's own error text).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import collections
 from typing import Any, TypeVar
 
-__all__ = ["BoundedDict", "MODEL_TABLE_SIZE", "clip", "ECHO_LIMIT"]
+__all__ = ["BoundedDict", "MODEL_TABLE_SIZE", "clip", "ECHO_LIMIT", "utf8", "valid_text"]
 
 #: entries per per-model table (models a proxy serves: a handful; this is a safety cap)
 MODEL_TABLE_SIZE = 256
@@ -45,6 +47,23 @@ def clip(value: Any, limit: int = ECHO_LIMIT) -> str:
     text = value if isinstance(value, str) else repr(value)
     if len(text) > limit:
         text = f"{text[:limit]}… ({len(text) - limit} more characters)"
-    if not text.isascii():
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return valid_text(text)
+
+
+def valid_text(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (itself when it has none)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate becomes U+FFFD instead of raising."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return valid_text(text).encode("utf-8")
