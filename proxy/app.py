@@ -27,7 +27,7 @@ from .events_socket import reject_handshake, serve_events
 from .live import LiveRequests
 from .logs import configure_logging, request_context
 from .ollama_admin import list_models
-from .protocol.bounded import BoundedDict, clip
+from .protocol.bounded import DEPTH_LIMIT, BoundedDict, clip, too_deep
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
@@ -189,6 +189,13 @@ class ProxyApp:
             if not isinstance(exc, NotFound):
                 log.info("request %s: %s %s: %s", request_id, clip(method), clip(path), exc.message)
             await send_error(send, exc, headers=[("request-id", request_id)])
+        except Exception as exc:  # a bug of ours: still an answer in Anthropic's shape, and a log
+            log.exception("request %s: internal error", request_id)
+            error = ProxyError(f"internal error in the proxy: {type(exc).__name__}")
+            try:
+                await send_error(send, error, headers=[("request-id", request_id)])
+            except Exception:  # the response had started: the server ends the connection
+                pass
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The one WebSocket route, ``/v1/events``; any other path is refused with a 404."""
@@ -228,10 +235,27 @@ class ProxyApp:
         return raw, known_tools, len(body)
 
     def _parse_json(self, body: bytes) -> tuple[Any, KnownTools | None]:
+        """Parse, refusing what Python accepts and JSON (or Ollama) does not: NaN, Infinity,
+        and nesting deeper than DEPTH_LIMIT (which would overflow a later recursive walk)."""
         try:
-            return parse_request_body(body, self.known_tools)
+            raw, known_tools = parse_request_body(body, self.known_tools)
         except ValueError as exc:
             raise RequestError(f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise RequestError(f"request body is nested too deeply (limit {DEPTH_LIMIT})") from None
+        members = raw.items() if isinstance(raw, dict) else [(None, raw)]
+        for key, value in members:
+            if key == "tools" and known_tools is not None and value is known_tools.tools:
+                if known_tools.depth_checked:
+                    continue  # the same tools as a recent request: checked then
+                if not too_deep(value, DEPTH_LIMIT - 1):
+                    known_tools.depth_checked = True
+                    continue
+            elif not too_deep(value, DEPTH_LIMIT - 1):
+                continue
+            where = f"{clip(key)}: " if key is not None else ""
+            raise RequestError(f"request body is nested too deeply ({where}limit {DEPTH_LIMIT})")
+        return raw, known_tools
 
     async def _off_loop(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)``: on the event loop for a body under OFF_LOOP_BYTES, else in a worker

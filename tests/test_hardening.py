@@ -155,3 +155,35 @@ async def test_a_lone_surrogate_in_the_model_is_a_400_and_viewers_keep_watching(
     assert b"cut \\ud83d here" in fake_ollama.chat_requests[-1].raw_body
     records = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
     assert any(r.get("EventName") == "proxy.request.body" for r in records)
+
+
+# -- 4. NaN, Infinity and deep nesting are 400s on every route that parses JSON ---------------
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"model": "qwen3:8b", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}], "metadata": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+async def test_non_finite_numbers_and_deep_nesting_are_400s(proxy, path):
+    base = b'{"model": "qwen3:8b", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}], "temperature": '
+    cases = {
+        "NaN": base + b"NaN}",
+        "Infinity": base + b"Infinity}",
+        "-Infinity": base + b"-Infinity}",
+        "1e999": base + b"1e999}",
+        "deep": _nested(100_000),
+        "deeper than the limit": _nested(300),
+    }
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=20) as client:
+        with trio.fail_after(30):
+            for name, body in cases.items():
+                response = await client.post(path, content=body, headers={"content-type": "application/json"})
+                assert response.status_code == 400, (name, response.status_code, response.content[:200])
+                error = response.json()["error"]
+                assert error["type"] == "invalid_request_error", name
+                expected = "nested" if "deep" in name else "finite"
+                assert expected in error["message"], (name, error["message"])
+            # Nesting a real request needs (tool schemas, tool inputs) is fine.
+            response = await client.post(path, content=_nested(50), headers={"content-type": "application/json"})
+            assert response.status_code == 200, response.content[:300]

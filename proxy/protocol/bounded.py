@@ -6,6 +6,9 @@ bound. Sans-I/O.
   the cap bounds even those).
 * :func:`utf8`, :func:`valid_text` — text any encoder takes: a lone surrogate (JSON's
   ``"\\ud800"``, which Python's parser accepts) becomes U+FFFD instead of raising.
+* :func:`too_deep` — a parsed JSON value nested deeper than :data:`DEPTH_LIMIT`: refused
+  before any recursive walk (estimate, translation, encoding, logging) can hit Python's
+  recursion limit.
 * :func:`clip` — a value cut to a sane length before it is echoed into a log record or an
   error message (a model name, a block type, an id, Ollama's own error text).
 """
@@ -15,12 +18,15 @@ from __future__ import annotations
 import collections
 from typing import Any, TypeVar
 
-__all__ = ["BoundedDict", "MODEL_TABLE_SIZE", "clip", "ECHO_LIMIT", "utf8", "valid_text"]
+__all__ = ["BoundedDict", "MODEL_TABLE_SIZE", "clip", "ECHO_LIMIT", "utf8", "valid_text", "too_deep", "DEPTH_LIMIT"]
 
 #: entries per per-model table (models a proxy serves: a handful; this is a safety cap)
 MODEL_TABLE_SIZE = 256
 #: characters of a client's (or Ollama's) value echoed into a log record or an error
 ECHO_LIMIT = 200
+
+#: arrays and objects inside each other: real requests (tool schemas, tool inputs) nest ~20
+DEPTH_LIMIT = 128
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -67,3 +73,26 @@ def utf8(text: str) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         return valid_text(text).encode("utf-8")
+
+
+def too_deep(value: Any, limit: int = DEPTH_LIMIT) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` deep. Iterative (no
+    recursion to overflow), linear in the number of arrays and objects."""
+    stack = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        kind = type(item)
+        if kind is dict:
+            children: Any = item.values()
+        elif kind is list:
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        depth += 1
+        for child in children:
+            if type(child) in (dict, list):
+                push((child, depth))
+    return False

@@ -27,13 +27,29 @@ __all__ = ["KnownTools", "ToolsCache", "parse_request_body"]
 
 #: json's own definition of whitespace between tokens
 _WS = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()  # what json.loads uses: no hooks, strict strings
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (numbers must be finite)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise ValueError(f"{text[:40]} is out of range (numbers must be finite)")
+    return value
+
+
+_INF = float("inf")
+#: json.loads' own scanner, minus what Python accepts and JSON does not: NaN, Infinity and
+#: numbers too large for a float (1e999 would be inf). Ollama's body cannot carry them.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 class KnownTools:
     """One request's ``tools`` value and what the proxy derives from it (filled lazily)."""
 
-    __slots__ = ("text", "tools", "json_length", "translation", "functions_json")
+    __slots__ = ("text", "tools", "json_length", "translation", "functions_json", "depth_checked")
 
     def __init__(self, text: str, tools: Any) -> None:
         #: the exact JSON text of the ``tools`` member
@@ -46,6 +62,8 @@ class KnownTools:
         self.translation: tuple[list[dict[str, Any]], dict[str, Any], list[tuple[Any, Any]]] | None = None
         #: JSON of ``functions`` as json.dumps encodes it in Ollama's body
         self.functions_json: str | None = None
+        #: their nesting was found within the limit (see proxy.protocol.bounded.too_deep)
+        self.depth_checked = False
 
 
 class ToolsCache:
@@ -78,7 +96,8 @@ class ToolsCache:
 def parse_request_body(raw: bytes, cache: ToolsCache) -> tuple[Any, KnownTools | None]:
     """``(json.loads(raw), tools)``: the parsed body, and the KnownTools that is its
     ``tools`` value (``body["tools"] is tools.tools``), or None when it has none or it is
-    not an object. Raises what json.loads raises (ValueError), with the same message."""
+    not an object. Raises what json.loads raises (ValueError), with the same message, and
+    ValueError for NaN, Infinity and numbers out of a float's range."""
     text = raw.decode(json.detect_encoding(raw), "surrogatepass")  # as json.loads does
     try:
         parsed = _parse_object(text, cache)
