@@ -228,9 +228,14 @@ class ProxyApp:
         if presented is None or not secrets.compare_digest(presented.encode(), expected.encode()):
             raise AuthenticationError("invalid API key: present the proxy's key as x-api-key or a Bearer token")
 
-    async def _read_json(self, receive: Receive) -> tuple[Any, KnownTools | None, int]:
+    async def _read_json(self, scope: Scope, receive: Receive) -> tuple[Any, KnownTools | None, int]:
         """The parsed body, its tools when they are an array (see known_tools), and its size."""
-        body = await read_body(receive, limit=self.settings.body_limit)
+        body = await read_body(
+            receive,
+            limit=self.settings.body_limit,
+            timeout=self.settings.body_timeout,
+            declared=header(scope, b"content-length"),
+        )
         raw, known_tools = await self._off_loop(len(body), self._parse_json, body)
         return raw, known_tools, len(body)
 
@@ -270,15 +275,17 @@ class ProxyApp:
     async def messages(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         facts: dict[str, Any] = {}
         try:
-            await self._messages(receive, send, request_id, facts)
+            await self._messages(scope, receive, send, request_id, facts)
         except ProxyError as exc:
             # Refused before it reached Ollama (the relay answers every later failure
             # itself): the live view shows it too.
             self.live.rejected(request_id, exc, model=facts.get("model"))
             raise
 
-    async def _messages(self, receive: Receive, send: Send, request_id: str, facts: dict[str, Any]) -> None:
-        raw, known_tools, size = await self._read_json(receive)
+    async def _messages(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, facts: dict[str, Any]
+    ) -> None:
+        raw, known_tools, size = await self._read_json(scope, receive)
         if isinstance(raw, dict) and isinstance(raw.get("model"), str):
             facts["model"] = clip(raw["model"])  # for the live view, even when the body is refused
         body = await self._off_loop(size, validate_request, raw)
@@ -440,7 +447,7 @@ class ProxyApp:
         headers.append(THINKING_DROPPED_HEADER)
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        body, known_tools, size = await self._read_json(receive)
+        body, known_tools, size = await self._read_json(scope, receive)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise RequestError("messages: field required (an array)")
         model = body.get("model")

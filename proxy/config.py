@@ -245,6 +245,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("quiet", False, _parse_bool, "print only warnings and errors on stdout"),
     Setting("api_key", None, _parse_optional_str, "key clients must present"),
     Setting("body_limit", 32 * 1024 * 1024, _parse_int, "largest request body in bytes"),
+    Setting(
+        "body_timeout", 30.0, _parse_float,
+        "seconds a request body may take to arrive, then a 408 and the connection is closed (0: no limit)",
+    ),
     Setting("connect_timeout", 5.0, _parse_float, "seconds to connect to Ollama"),
     Setting(
         "first_content_timeout", 900.0, _parse_float, "seconds to wait for the first token"

@@ -9,6 +9,7 @@ after it::
     ├── RequestError                (400 invalid_request_error)
     │   ├── PromptTooLong           (400 invalid_request_error, "prompt is too long: …")
     │   ├── RequestTooLarge         (413 request_too_large)
+    │   ├── RequestTimeout          (408 invalid_request_error)  the body did not arrive in time
     │   └── MethodNotAllowed        (405 invalid_request_error)
     ├── AuthenticationError         (401 authentication_error)
     ├── NotFound                    (404 not_found_error)
@@ -31,6 +32,7 @@ __all__ = [
     "RequestError",
     "PromptTooLong",
     "RequestTooLarge",
+    "RequestTimeout",
     "MethodNotAllowed",
     "AuthenticationError",
     "NotFound",
@@ -78,6 +80,15 @@ class PromptTooLong(RequestError):
 class RequestTooLarge(RequestError):
     status = 413
     error_type = "request_too_large"
+
+
+class RequestTimeout(RequestError):
+    """The request's body did not arrive within the body timeout; the connection is closed."""
+
+    status = 408
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"connection": "close"})
 
 
 class MethodNotAllowed(RequestError):

@@ -187,3 +187,52 @@ async def test_non_finite_numbers_and_deep_nesting_are_400s(proxy, path):
             # Nesting a real request needs (tool schemas, tool inputs) is fine.
             response = await client.post(path, content=_nested(50), headers={"content-type": "application/json"})
             assert response.status_code == 200, response.content[:300]
+
+
+# -- 5. a body must arrive in time; a declared oversize body is refused unread --------------
+
+
+async def _raw_exchange(proxy, head: bytes, body_part: bytes) -> tuple[bytes, float]:
+    """Send ``head`` and ``body_part`` on a new connection, then nothing; return what the
+    proxy sent until it closed the connection, and how long that took."""
+    host, port = proxy.url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    started = trio.current_time()
+    await stream.send_all(head + body_part)
+    received = b""
+    for _ in range(100):  # bounded: the answer is a few chunks, then EOF
+        data = await stream.receive_some(65536)
+        if not data:
+            break
+        received += data
+    await stream.aclose()
+    return received, trio.current_time() - started
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+async def test_a_stalled_body_gets_a_408_and_the_connection_is_closed(start_proxy, path):
+    proxy = await start_proxy(body_timeout=0.5)
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        "content-length: 1000\r\n\r\n"
+    ).encode()
+    with trio.fail_after(10):
+        received, took = await _raw_exchange(proxy, head, b'{"model": "qwen3:8b", "messa')
+    assert received.startswith(b"HTTP/1.1 408 "), received[:200]
+    body = json.loads(received.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["type"] == "invalid_request_error" and "0.5 s" in body["error"]["message"]
+    assert took < 5
+
+
+async def test_a_declared_body_over_the_limit_is_a_413_before_it_is_read(start_proxy):
+    proxy = await start_proxy(body_limit=1000, body_timeout=30)
+    head = (
+        "POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        "content-length: 50000000\r\n\r\n"
+    ).encode()
+    with trio.fail_after(10):
+        received, took = await _raw_exchange(proxy, head, b"{")
+    assert received.startswith(b"HTTP/1.1 413 "), received[:200]
+    body = json.loads(received.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["type"] == "request_too_large" and "1000 bytes" in body["error"]["message"]
+    assert took < 5  # at once, not after a body timeout
