@@ -13,6 +13,8 @@ after it::
     │   └── MethodNotAllowed        (405 invalid_request_error)
     ├── AuthenticationError         (401 authentication_error)
     ├── NotFound                    (404 not_found_error)
+    ├── ShuttingDown                (529 overloaded_error) a request cut by the proxy's shutdown
+    ├── PoolExhausted               (529 overloaded_error) the proxy's own Ollama connection limit
     └── UpstreamError               (500 api_error)        Ollama failed us
         ├── UpstreamUnreachable     (502 api_error)        connect refused / DNS / connect timeout
         ├── UpstreamModelNotFound   (404 not_found_error)  Ollama 404
@@ -36,6 +38,8 @@ __all__ = [
     "MethodNotAllowed",
     "AuthenticationError",
     "NotFound",
+    "ShuttingDown",
+    "PoolExhausted",
     "UpstreamError",
     "UpstreamUnreachable",
     "UpstreamModelNotFound",
@@ -103,6 +107,24 @@ class AuthenticationError(ProxyError):
 class NotFound(ProxyError):
     status = 404
     error_type = "not_found_error"
+
+
+class ShuttingDown(ProxyError):
+    """The server's graceful shutdown ran out of time for this request: the last thing it
+    gets (an HTTP 529, or an ``event: error`` on a stream), so a cut is not a mystery."""
+
+    status = 529
+    error_type = "overloaded_error"
+
+    def __init__(self) -> None:
+        super().__init__("the proxy is shutting down")
+
+
+class PoolExhausted(ProxyError):
+    """Every connection the proxy may open to Ollama stayed busy for the pool timeout."""
+
+    status = 529
+    error_type = "overloaded_error"
 
 
 class UpstreamError(ProxyError):

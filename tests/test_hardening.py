@@ -7,12 +7,17 @@ the code before the fix it guards (see the commit that added it).
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 
 import httpx
 import pytest
 import trio
 
-from tests.fake_ollama import Model, Status
+from tests.fake_ollama import Chunk, Model, Stall, Status
 
 SMALL = {"model": "qwen3:8b", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -236,3 +241,80 @@ async def test_a_declared_body_over_the_limit_is_a_413_before_it_is_read(start_p
     body = json.loads(received.split(b"\r\n\r\n", 1)[1])
     assert body["error"]["type"] == "request_too_large" and "1000 bytes" in body["error"]["message"]
     assert took < 5  # at once, not after a body timeout
+
+
+# -- 6. a stream cut by shutdown ends with an error event ------------------------------------
+
+
+async def test_streams_cut_by_shutdown_end_with_an_overloaded_error_event(fake_ollama, start_proxy):
+    stop = trio.Event()
+    proxy = await start_proxy(shutdown_trigger=stop.wait, graceful_timeout=0.5, commit_grace=0.1)
+    fake_ollama.script_chat([Chunk(content="half an ans"), Stall()])  # committed, then stuck
+    fake_ollama.script_chat([Stall()])  # not answered yet: still queued in Ollama
+    results: dict[str, httpx.Response | bytes] = {}
+
+    async def streamed(client: httpx.AsyncClient) -> None:
+        body = b""
+        async with client.stream("POST", "/v1/messages", json={**SMALL, "stream": True}) as response:
+            async for chunk in response.aiter_raw():
+                body += chunk
+        results["streamed"] = body
+
+    async def whole(client: httpx.AsyncClient) -> None:
+        results["whole"] = await client.post("/v1/messages", json=SMALL)
+
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=15) as one, \
+                httpx.AsyncClient(base_url=proxy.url, timeout=15) as two:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(streamed, one)
+                with trio.fail_after(5):
+                    while fake_ollama.active_chats < 1:
+                        await trio.sleep(0.01)
+                nursery.start_soon(whole, two)
+                with trio.fail_after(5):
+                    while fake_ollama.active_chats < 2:
+                        await trio.sleep(0.01)
+                await trio.sleep(0.3)  # past commit_grace: the stream is committed
+                stop.set()
+    frames = [f for f in results["streamed"].decode().split("\n\n") if f.strip()]
+    assert frames[0].startswith("event: message_start")
+    assert "half an ans" in results["streamed"].decode()
+    last = frames[-1]
+    assert last.startswith("event: error"), frames[-3:]
+    error = json.loads(last.split("data: ", 1)[1])["error"]
+    assert error == {"type": "overloaded_error", "message": "the proxy is shutting down"}
+    whole = results["whole"]
+    assert whole.status_code == 529
+    assert whole.json()["error"] == {"type": "overloaded_error", "message": "the proxy is shutting down"}
+
+
+async def test_under_plain_hypercorn_a_cut_stream_ends_with_the_error_event(fake_ollama):
+    # The documented command, with Hypercorn's own grace (--graceful-timeout, docs/DEPLOYMENT.md).
+    fake_ollama.script_chat([Chunk(content="forever "), Stall()])
+    env = {**os.environ, "PROXY_OLLAMA_URL": fake_ollama.url, "PROXY_COMMIT_GRACE": "0.1"}
+    env.pop("PROXY_CONFIG", None)
+    command = [sys.executable, "-m", "hypercorn", "proxy.app:app", "--worker-class", "trio",
+               "--bind", "127.0.0.1:0", "--graceful-timeout", "1"]
+    with trio.fail_after(30):
+        process = await trio.lowlevel.open_process(
+            command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            seen = b""
+            while (found := re.search(rb"Running on (http://[\d.:]+)", seen)) is None:
+                data = await process.stderr.receive_some(4096)
+                assert data, seen.decode()
+                seen += data
+            body = b""
+            async with httpx.AsyncClient(base_url=found.group(1).decode(), timeout=20) as client:
+                async with client.stream("POST", "/v1/messages", json={**SMALL, "stream": True}) as response:
+                    async for data in response.aiter_raw():
+                        if not body:
+                            process.send_signal(signal.SIGTERM)
+                        body += data
+            assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+    assert body.rstrip().endswith(b'"message":"the proxy is shutting down"}}'), body[-300:]
