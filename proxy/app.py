@@ -8,11 +8,12 @@ routed by (method, path) to a handler. Every error leaves in Anthropic's shape.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import secrets
 from importlib import resources
 from typing import Any, Awaitable, Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import trio
@@ -22,7 +23,7 @@ from .asgi import ClientDisconnected, Receive, Scope, Send, header, read_body, s
 from .broadcast import Broadcast
 from .capabilities import CapabilityCache
 from .config import ConfigError, is_loopback_host, load_settings
-from .errors import AuthenticationError, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
+from .errors import AuthenticationError, Forbidden, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
 from .events_socket import reject_handshake, serve_events
 from .live import LiveRequests
 from .logs import configure_logging, request_context
@@ -71,6 +72,36 @@ OFF_LOOP_BYTES = 512 * 1024
 
 #: Tells the client its thinking request was dropped because the model cannot think.
 THINKING_DROPPED_HEADER = ("x-proxy-thinking", "dropped")
+
+
+def origin_allowed(origin: str, host: str | None, allowed: list[str]) -> bool:
+    """The page's origin is this proxy's own (its host and port are the request's Host,
+    over http or https: a TLS proxy in front changes the scheme) or one of ``allowed``."""
+    origin = origin.strip().rstrip("/").lower()
+    if "*" in allowed or origin in (a.rstrip("/").lower() for a in allowed):
+        return True
+    scheme, _, netloc = origin.partition("://")
+    return scheme in ("http", "https") and host is not None and netloc == host.strip().lower()
+
+
+def host_allowed(host: str, allowed: list[str]) -> bool:
+    """A loopback name (localhost, *.localhost), any IP address (no DNS, no rebinding), or
+    one of ``allowed`` (``*``: any)."""
+    if "*" in allowed:
+        return True
+    try:
+        name = urlsplit("//" + host.strip()).hostname
+    except ValueError:
+        return False
+    if not name:
+        return False
+    if is_loopback_host(name) or name in (a.lower() for a in allowed):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _new_request_id() -> str:
@@ -172,6 +203,7 @@ class ProxyApp:
         method = scope["method"]
         methods = ROUTES.get(path.rstrip("/") or "/")
         try:
+            self._check_browser_access(scope)
             if methods is None:
                 raise NotFound(f"no route for {clip(method)} {clip(path)}")
             handler = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
@@ -204,6 +236,7 @@ class ProxyApp:
             return
         path = scope["path"].rstrip("/")
         try:
+            self._check_browser_access(scope)
             if path != "/v1/events":
                 raise NotFound(f"no WebSocket route at {clip(scope['path'])}; the live feed is /v1/events")
             self._authenticate(scope, query_key=True)
@@ -212,6 +245,29 @@ class ProxyApp:
             await reject_handshake(scope, send, exc)
             return
         await serve_events(receive, send, self.live)
+
+    def _check_browser_access(self, scope: Scope) -> None:
+        """Refuse what a web page could send, as Ollama and Jupyter do: an ``Origin`` that is
+        neither this proxy's own (the dashboard) nor allowed (a cross-site page), and, while
+        no API key is set, a ``Host`` that is not a loopback name, an IP address or allowed
+        (DNS rebinding: a name the attacker controls, resolving to this machine). Claude
+        Code and other programs send no ``Origin``."""
+        if self.settings is None:
+            return
+        host = header(scope, b"host")
+        origin = header(scope, b"origin")
+        if origin is not None and not origin_allowed(origin, host, self.settings.allowed_origins):
+            raise Forbidden(
+                f"requests from web pages at {clip(origin)} are not allowed: a page on another site"
+                " must not use this proxy. To allow that origin, add it to PROXY_ALLOWED_ORIGINS"
+                " (allowed_origins)"
+            )
+        if host is not None and not self.settings.api_key and not host_allowed(host, self.settings.allowed_hosts):
+            raise Forbidden(
+                f"Host {clip(host)} is not a name of this proxy (protection against DNS rebinding):"
+                " use its IP address or localhost, add the name to PROXY_ALLOWED_HOSTS"
+                " (allowed_hosts), or set an API key (--api-key)"
+            )
 
     def _authenticate(self, scope: Scope, *, query_key: bool = False) -> None:
         """``query_key``: also take ``?api_key=`` (browsers cannot set a WebSocket's headers)."""

@@ -12,6 +12,7 @@ after it::
     │   ├── RequestTimeout          (408 invalid_request_error)  the body did not arrive in time
     │   └── MethodNotAllowed        (405 invalid_request_error)
     ├── AuthenticationError         (401 authentication_error)
+    ├── Forbidden                   (403 permission_error)  a foreign Origin or Host
     ├── NotFound                    (404 not_found_error)
     ├── ShuttingDown                (529 overloaded_error) a request cut by the proxy's shutdown
     ├── PoolExhausted               (529 overloaded_error) the proxy's own Ollama connection limit
@@ -37,6 +38,7 @@ __all__ = [
     "RequestTimeout",
     "MethodNotAllowed",
     "AuthenticationError",
+    "Forbidden",
     "NotFound",
     "ShuttingDown",
     "PoolExhausted",
@@ -102,6 +104,11 @@ class MethodNotAllowed(RequestError):
 class AuthenticationError(ProxyError):
     status = 401
     error_type = "authentication_error"
+
+
+class Forbidden(ProxyError):
+    status = 403
+    error_type = "permission_error"
 
 
 class NotFound(ProxyError):

@@ -318,3 +318,60 @@ async def test_under_plain_hypercorn_a_cut_stream_ends_with_the_error_event(fake
             if process.returncode is None:
                 process.kill()
     assert body.rstrip().endswith(b'"message":"the proxy is shutting down"}}'), body[-300:]
+
+
+# -- 7. no web page can use the proxy: Origin and Host are checked -------------------------
+
+
+async def test_a_cross_site_page_and_a_rebound_host_are_refused(fake_ollama, proxy):
+    from trio_websocket import ConnectionRejected, open_websocket_url
+
+    port = proxy.url.rsplit(":", 1)[1]
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=20) as client:
+        with trio.fail_after(20):
+            # A form-like cross-site POST (text/plain needs no CORS preflight).
+            response = await client.post(
+                "/v1/messages", content=json.dumps(SMALL),
+                headers={"content-type": "text/plain", "origin": "http://evil.example"},
+            )
+            assert response.status_code == 403
+            error = response.json()["error"]
+            assert error["type"] == "permission_error" and "http://evil.example" in error["message"]
+            assert "PROXY_ALLOWED_ORIGINS" in error["message"]
+            assert fake_ollama.chat_requests == []
+            # DNS rebinding: a name the attacker controls, resolving to 127.0.0.1.
+            response = await client.get("/v1/models", headers={"host": f"evil.example:{port}"})
+            assert response.status_code == 403 and "PROXY_ALLOWED_HOSTS" in response.json()["error"]["message"]
+            # What Claude Code sends (no Origin, Host 127.0.0.1:PORT), localhost, and the
+            # dashboard's own origin are served.
+            for headers in ({}, {"host": f"localhost:{port}"}, {"origin": proxy.url},
+                            {"origin": f"http://localhost:{port}", "host": f"localhost:{port}"}):
+                response = await client.post("/v1/messages", json=SMALL, headers=headers)
+                assert response.status_code == 200, (headers, response.content)
+        ws_url = proxy.url.replace("http://", "ws://") + "/v1/events"
+        with trio.fail_after(10):
+            with pytest.raises(ConnectionRejected) as refused:
+                async with open_websocket_url(ws_url, extra_headers=[(b"origin", b"http://evil.example")]):
+                    pass
+            assert refused.value.status_code == 403
+            async with open_websocket_url(ws_url, extra_headers=[(b"origin", proxy.url.encode())]) as ws:
+                assert json.loads(await ws.get_message())["type"] == "hello"
+
+
+async def test_allowed_origins_and_hosts_are_settings_and_a_key_relaxes_the_host_check(fake_ollama, start_proxy):
+    allowing = await start_proxy(allowed_origins="http://tool.example", allowed_hosts="proxy.lan")
+    keyed = await start_proxy(api_key="sekrit")
+    async with httpx.AsyncClient(timeout=20) as client:
+        with trio.fail_after(20):
+            response = await client.post(allowing.url + "/v1/messages", json=SMALL,
+                                         headers={"origin": "http://tool.example", "host": "proxy.lan:3000"})
+            assert response.status_code == 200, response.content
+            response = await client.post(allowing.url + "/v1/messages", json=SMALL,
+                                         headers={"origin": "http://other.example"})
+            assert response.status_code == 403
+            response = await client.get(keyed.url + "/v1/models", headers={"host": "gpu-box.lan", "x-api-key": "sekrit"})
+            assert response.status_code == 200
+            # The key does not make a foreign page welcome.
+            response = await client.get(keyed.url + "/v1/models",
+                                        headers={"origin": "http://evil.example", "x-api-key": "sekrit"})
+            assert response.status_code == 403
