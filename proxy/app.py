@@ -126,6 +126,8 @@ class ProxyApp:
         self.known_tools = ToolsCache()
         #: the live view (GET /v1/events, tail, the dashboard); replaced at startup
         self.live = LiveRequests(Broadcast())
+        self._exposure_warned = False
+        self._loopback_seen: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -143,12 +145,6 @@ class ProxyApp:
             settings.log_level, log_file=settings.log_file, quiet=settings.quiet, console=self._console_log
         )
         self.settings = settings
-        if not settings.api_key and not is_loopback_host(settings.host):
-            log.warning(
-                "listening on %s without an API key: anyone who can reach this address can use"
-                " your Ollama through the proxy; set --api-key (env PROXY_API_KEY)",
-                settings.host,
-            )
         self.relay_settings = RelaySettings(
             first_content_timeout=settings.first_content_timeout,
             idle_timeout=settings.idle_timeout,
@@ -167,6 +163,24 @@ class ProxyApp:
         #: model). Only models Ollama answered for are kept, and at most MODEL_TABLE_SIZE.
         self.num_ctx_high_water: BoundedDict[str, int] = BoundedDict()
         log.info("proxy ready: Ollama at %s, default model %s", settings.ollama_url, settings.default_model)
+
+    def note_address(self, host: str) -> None:
+        """Warn (once) when the server is reachable beyond loopback without an API key.
+
+        Told the address the server really listens on or was reached at: by ``serve()``
+        from its bound sockets, and by every request's ASGI ``server`` (so it works under
+        plain ``hypercorn --bind 0.0.0.0:3000`` too, where the host setting is not used)."""
+        if self._exposure_warned or host == self._loopback_seen:
+            return
+        if self.settings is None or self.settings.api_key or is_loopback_host(host):
+            self._loopback_seen = host  # the one address a local proxy is reached at
+            return
+        self._exposure_warned = True
+        log.warning(
+            "listening on %s without an API key: anyone who can reach this address can use"
+            " your Ollama through the proxy; set --api-key (env PROXY_API_KEY)",
+            clip(host),
+        )
 
     def close_live_view(self) -> None:
         """End every /v1/events connection (close code 1001): a viewer must not hold a
@@ -199,6 +213,9 @@ class ProxyApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _new_request_id()
+        server = scope.get("server")
+        if server and not self._exposure_warned:
+            self.note_address(str(server[0]))
         path = scope["path"]
         method = scope["method"]
         methods = ROUTES.get(path.rstrip("/") or "/")
@@ -231,6 +248,9 @@ class ProxyApp:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The one WebSocket route, ``/v1/events``; any other path is refused with a 404."""
+        server = scope.get("server")
+        if server and not self._exposure_warned:
+            self.note_address(str(server[0]))
         message = await receive()
         if message["type"] != "websocket.connect":
             return

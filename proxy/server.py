@@ -6,6 +6,7 @@ import functools
 import logging
 import signal
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 from hypercorn.config import Config
@@ -70,4 +71,6 @@ async def serve(
             functools.partial(hypercorn_serve, app, hypercorn_config(settings), shutdown_trigger=trigger)
         )
         log.info("listening on %s", " ".join(urls))
+        for url in urls:  # the addresses really bound (a name in host may resolve to several)
+            app.note_address(urlsplit(url).hostname or "")
         task_status.started(urls)
