@@ -156,7 +156,9 @@ class ProxyApp:
         self.live = LiveRequests(Broadcast(buffer=settings.events_buffer))
         #: worker threads for big bodies (see _off_loop): CPU-bound, so few
         self._cpu_limiter = trio.CapacityLimiter(2)
-        self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
+        self.client = open_client(
+            settings.ollama_url, connect_timeout=settings.connect_timeout, max_connections=settings.ollama_connections
+        )
         self.capabilities = CapabilityCache(self.client)
         self.calibration = Calibration()
         #: the largest num_ctx each model got so far: it only grows (a change reloads the

@@ -276,6 +276,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("connect_timeout", 5.0, _parse_float, "seconds to connect to Ollama"),
     Setting(
+        "ollama_connections", 256, _parse_positive_int,
+        "the most connections the proxy opens to Ollama at once; a request waiting connect_timeout for one gets 529",
+    ),
+    Setting(
         "first_content_timeout", 900.0, _parse_float, "seconds to wait for the first token"
     ),
     Setting("idle_timeout", 300.0, _parse_float, "seconds allowed between two chunks"),

@@ -20,7 +20,7 @@ import trio
 
 from .errors import ProxyError, UpstreamProtocolError
 from .stream.ndjson import NDJSONDecoder
-from .upstream import ERROR_BODY_LIMIT, read_capped, status_error, transport_error
+from .upstream import ERROR_BODY_LIMIT, pool_limit, read_capped, status_error, transport_error
 
 __all__ = [
     "InstalledModel",
@@ -130,7 +130,7 @@ async def _get_json(client: httpx.AsyncClient, method: str, path: str, **kwargs:
     try:
         response = await client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
-        raise transport_error(exc, url=str(client.base_url), streaming=False) from exc
+        raise transport_error(exc, url=str(client.base_url), streaming=False, limit=pool_limit(client)) from exc
     if response.status_code != 200:
         model = (kwargs.get("json") or {}).get("model", "")
         raise status_error(response.status_code, response.content, model=model)
@@ -231,7 +231,7 @@ async def pull_model(client: httpx.AsyncClient, name: str, on_progress: Callable
                         success = _handle_pull_line(line, on_progress) or success
             decoder.close()  # raises UpstreamProtocolError for a cut-off last line
     except httpx.HTTPError as exc:
-        raise transport_error(exc, url=str(client.base_url), streaming=False) from exc
+        raise transport_error(exc, url=str(client.base_url), streaming=False, limit=pool_limit(client)) from exc
     if not success:
         raise UpstreamProtocolError(f"Ollama's pull of {name!r} ended without saying success")
 

@@ -32,7 +32,7 @@ from .protocol.translate import TranslatedRequest, encode_ollama_body
 from .stream.events import Event, Ping, encode_sse
 from .stream.message import MessageBuilder
 from .stream.translator import ResponseTranslator
-from .upstream import ERROR_BODY_LIMIT, chat_url, read_capped, status_error, transport_error
+from .upstream import ERROR_BODY_LIMIT, chat_url, pool_limit, read_capped, status_error, transport_error
 
 __all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
 
@@ -283,7 +283,9 @@ async def relay_upstream(
                         await sink.emit(translator.end())
                         return
             except httpx.HTTPError as exc:
-                raise transport_error(exc, url=url, streaming=progress["answered"]) from exc
+                raise transport_error(
+                    exc, url=url, streaming=progress["answered"], limit=pool_limit(client)
+                ) from exc
             await trio.sleep(backoff)
     if timer.cancelled_caught:
         if translator.produced_output:

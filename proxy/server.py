@@ -18,6 +18,8 @@ __all__ = ["serve", "hypercorn_config", "wait_for_signal"]
 
 log = logging.getLogger("proxy.server")
 
+LISTEN_BACKLOG = 1024
+
 
 def hypercorn_config(settings: Any) -> Config:
     config = Config()
@@ -28,6 +30,9 @@ def hypercorn_config(settings: Any) -> Config:
     config.graceful_timeout = settings.graceful_timeout
     config.keep_alive_timeout = 75  # Claude Code reuses its connections
     config.h11_max_incomplete_size = 64 * 1024
+    # Hypercorn's default accept queue (100) resets a burst of connections (250 clients
+    # connecting at once: a team, or subagents); the kernel caps it at somaxconn.
+    config.backlog = LISTEN_BACKLOG
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config

@@ -17,6 +17,7 @@ import trio
 
 from .protocol.bounded import clip
 from .errors import (
+    PoolExhausted,
     ProxyError,
     UpstreamBadRequest,
     UpstreamBusy,
@@ -28,7 +29,7 @@ from .errors import (
 )
 
 __all__ = [
-    "open_client", "chat_url", "status_error", "transport_error", "probe_version", "read_capped",
+    "open_client", "chat_url", "status_error", "transport_error", "probe_version", "read_capped", "pool_limit",
     "CHAT_PATH", "ERROR_BODY_LIMIT",
 ]
 
@@ -70,20 +71,26 @@ def chat_url(client: httpx.AsyncClient) -> httpx.URL:
     return known[1]
 
 
-def open_client(ollama_url: str, *, connect_timeout: float) -> httpx.AsyncClient:
+#: client → its connection limit (for the message when every connection stays busy)
+_pool_limits: weakref.WeakKeyDictionary[httpx.AsyncClient, int] = weakref.WeakKeyDictionary()
+
+
+def open_client(ollama_url: str, *, connect_timeout: float, max_connections: int = 256) -> httpx.AsyncClient:
     """The one client for Ollama, opened in the ASGI lifespan.
 
     Only the connect step has an httpx timeout: reads are bounded by the relay, which knows
     whether it is waiting for the first token (minutes of prefill) or between two chunks.
     """
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         base_url=ollama_url,
         timeout=httpx.Timeout(None, connect=connect_timeout, pool=connect_timeout),
-        # Generous: Claude Code runs side requests and subagents in parallel.
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=32),
+        # Generous by default: Claude Code runs side requests and subagents in parallel.
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(32, max_connections)),
         headers={"user-agent": "claude-code-ollama-proxy"},
         trust_env=False,  # an HTTP(S)_PROXY meant for the internet must not catch localhost
     )
+    _pool_limits[client] = max_connections
+    return client
 
 
 _ERROR_START = re.compile(r'\{\s*"error"\s*:\s*"((?:[^"\\]|\\.){0,%d})' % ERROR_TEXT_LIMIT)
@@ -126,11 +133,30 @@ def status_error(status: int, body: bytes, *, model: str) -> UpstreamError:
     return UpstreamError(f"Ollama answered HTTP {status}: {message}")
 
 
-def transport_error(exc: Exception, *, url: str, streaming: bool) -> ProxyError:
-    """Map an httpx failure. ``streaming``: whether Ollama had already answered 200."""
+def _connections(limit: int | None) -> str:
+    if limit is None:
+        return "connections"
+    return f"{limit} connection" + ("" if limit == 1 else "s")
+
+
+def pool_limit(client: httpx.AsyncClient) -> int | None:
+    """The connection limit ``client`` was opened with (None: not opened by open_client)."""
+    return _pool_limits.get(client)
+
+
+def transport_error(exc: Exception, *, url: str, streaming: bool, limit: int | None = None) -> ProxyError:
+    """Map an httpx failure. ``streaming``: whether Ollama had already answered 200;
+    ``limit``: the client's connection limit (see pool_limit), for a pool timeout."""
     if isinstance(exc, ProxyError):
         return exc
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)) and not streaming:
+    if isinstance(exc, httpx.PoolTimeout):
+        return PoolExhausted(
+            f"the proxy's own limit of {_connections(limit)} to Ollama was reached: every one stayed"
+            " busy with other requests for the whole pool timeout (connect_timeout). Retry, or"
+            " raise the limit with PROXY_OLLAMA_CONNECTIONS (ollama_connections)",
+            headers={"retry-after": "5"},
+        )
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) and not streaming:
         return UpstreamUnreachable(
             f"Cannot reach Ollama at {url} ({type(exc).__name__}: {exc or 'no detail'})."
             " Start it with `ollama serve`, or point the proxy at it with PROXY_OLLAMA_URL."

@@ -6,6 +6,7 @@ the code before the fix it guards (see the commit that added it).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -375,3 +376,33 @@ async def test_allowed_origins_and_hosts_are_settings_and_a_key_relaxes_the_host
             response = await client.get(keyed.url + "/v1/models",
                                         headers={"origin": "http://evil.example", "x-api-key": "sekrit"})
             assert response.status_code == 403
+
+
+# -- 9. the proxy's own connection limit is named as such ----------------------------------
+
+
+async def test_a_full_ollama_pool_is_reported_as_the_proxys_own_limit(fake_ollama, start_proxy):
+    proxy = await start_proxy(ollama_connections=1, connect_timeout=0.5)
+    fake_ollama.script_chat([Stall()])
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=20) as one, \
+            httpx.AsyncClient(base_url=proxy.url, timeout=20) as two:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(functools.partial(one.post, "/v1/messages", json=SMALL))
+                while fake_ollama.active_chats < 1:
+                    await trio.sleep(0.01)
+                response = await two.post("/v1/messages", json=SMALL)
+                nursery.cancel_scope.cancel()
+    assert response.status_code == 529
+    error = response.json()["error"]
+    assert error["type"] == "overloaded_error"
+    assert "ollama serve" not in error["message"]
+    assert "1 connection" in error["message"] and "PROXY_OLLAMA_CONNECTIONS" in error["message"]
+
+
+def test_serve_listens_with_a_backlog_for_bursts_of_connections():
+    from proxy.config import load_settings
+    from proxy.server import hypercorn_config
+
+    config = hypercorn_config(load_settings({}, environ={}, read_config_file=False))
+    assert config.backlog >= 1024
