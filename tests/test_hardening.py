@@ -290,30 +290,47 @@ async def test_streams_cut_by_shutdown_end_with_an_overloaded_error_event(fake_o
     assert whole.json()["error"] == {"type": "overloaded_error", "message": "the proxy is shutting down"}
 
 
-async def test_under_plain_hypercorn_a_cut_stream_ends_with_the_error_event(fake_ollama):
-    # The documented command, with Hypercorn's own grace (--graceful-timeout, docs/DEPLOYMENT.md).
-    fake_ollama.script_chat([Chunk(content="forever "), Stall()])
-    env = {**os.environ, "PROXY_OLLAMA_URL": fake_ollama.url, "PROXY_COMMIT_GRACE": "0.1"}
+async def _plain_hypercorn(fake_url: str, grace: int) -> tuple[trio.Process, str]:
+    """``hypercorn proxy.app:app`` (the documented command) on 127.0.0.1:0; its process and URL."""
+    env = {**os.environ, "PROXY_OLLAMA_URL": fake_url, "PROXY_COMMIT_GRACE": "0.1"}
     env.pop("PROXY_CONFIG", None)
     command = [sys.executable, "-m", "hypercorn", "proxy.app:app", "--worker-class", "trio",
-               "--bind", "127.0.0.1:0", "--graceful-timeout", "1"]
+               "--bind", "127.0.0.1:0", "--graceful-timeout", str(grace)]
+    process = await trio.lowlevel.open_process(
+        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    seen = b""
+    while (found := re.search(rb"Running on (http://[\d.:]+)", seen)) is None:
+        data = await process.stderr.receive_some(4096)
+        assert data, seen.decode()
+        seen += data
+    return process, found.group(1).decode()
+
+
+async def test_under_plain_hypercorn_viewers_close_at_once_and_a_cut_stream_gets_the_error_event(fake_ollama):
+    # Hypercorn's own grace (--graceful-timeout, docs/DEPLOYMENT.md) applies there.
+    from trio_websocket import ConnectionClosed, open_websocket_url
+
+    fake_ollama.script_chat([Chunk(content="forever "), Stall()])
     with trio.fail_after(30):
-        process = await trio.lowlevel.open_process(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        process, url = await _plain_hypercorn(fake_ollama.url, grace=4)
         try:
-            seen = b""
-            while (found := re.search(rb"Running on (http://[\d.:]+)", seen)) is None:
-                data = await process.stderr.receive_some(4096)
-                assert data, seen.decode()
-                seen += data
             body = b""
-            async with httpx.AsyncClient(base_url=found.group(1).decode(), timeout=20) as client:
-                async with client.stream("POST", "/v1/messages", json={**SMALL, "stream": True}) as response:
-                    async for data in response.aiter_raw():
-                        if not body:
-                            process.send_signal(signal.SIGTERM)
-                        body += data
+            async with open_websocket_url(url.replace("http://", "ws://") + "/v1/events") as ws:
+                await ws.get_message()  # the hello
+                async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+                    async with client.stream("POST", "/v1/messages", json={**SMALL, "stream": True}) as response:
+                        async for data in response.aiter_raw():
+                            if not body:
+                                process.send_signal(signal.SIGTERM)
+                                signalled = trio.current_time()
+                                # The viewer is closed as the shutdown begins, not at its end.
+                                with pytest.raises(ConnectionClosed) as closed:
+                                    for _ in range(100):  # bounded: events, then the close
+                                        await ws.get_message()
+                                assert closed.value.reason.code == 1001
+                                assert trio.current_time() - signalled < 2.5
+                            body += data
             assert await process.wait() == 0
         finally:
             if process.returncode is None:
