@@ -487,7 +487,10 @@ class ProxyApp:
                     translator=translator,
                     now=trio.current_time(),
                 )
-        if outcome.get("ollama_status") != 200 and self.num_ctx_high_water.get(ollama_model) == num_ctx:
+        if outcome.get("ollama_status") == 200:
+            # Used: set again, so the table drops the model used longest ago, not this one.
+            self.num_ctx_high_water[ollama_model] = max(num_ctx, self.num_ctx_high_water.get(ollama_model, 0))
+        elif self.num_ctx_high_water.get(ollama_model) == num_ctx:
             # Ollama did not load the model with it (no such model, refused, unreachable):
             # forget it, so names Ollama never confirmed leave nothing behind.
             if high_water:

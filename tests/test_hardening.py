@@ -97,7 +97,21 @@ async def test_per_model_tables_keep_only_models_ollama_confirmed(fake_ollama, s
             for name in installed:
                 response = await client.post("/v1/messages", json={**SMALL, "model": name})
                 assert response.status_code == 200
+    with trio.fail_after(5):  # the last request's bookkeeping ends just after its answer
+        while installed[-1] not in app.num_ctx_high_water:
+            await trio.sleep(0.01)
     assert list(app.num_ctx_high_water) == installed[-4:]
+    # Using a kept model again keeps it over newer ones.
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=20) as client:
+        with trio.fail_after(30):
+            for name in [installed[3], "real7:1b"]:
+                if name == "real7:1b":
+                    fake_ollama.models.append(Model(name))
+                assert (await client.post("/v1/messages", json={**SMALL, "model": name})).status_code == 200
+    with trio.fail_after(5):
+        while "real7:1b" not in app.num_ctx_high_water:
+            await trio.sleep(0.01)
+    assert list(app.num_ctx_high_water) == [installed[5], installed[6], installed[3], "real7:1b"]
     assert len(app.capabilities._entries) <= 4
 
 
