@@ -176,6 +176,22 @@ def _parse_model_map(value: Any) -> dict[str, str]:
     raise ValueError("expected a JSON object of claude-name to ollama-model strings")
 
 
+def _parse_str_list(value: Any) -> list[str]:
+    """A list of strings, a JSON array of them, or one comma-separated string."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError("expected a JSON array of strings or a comma-separated list") from None
+        else:
+            value = text.split(",")
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return [item.strip() for item in value if item.strip()]
+    raise ValueError("expected a list of strings (comma-separated)")
+
+
 def _parse_log_level(value: Any) -> str:
     level = _parse_str(value).strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -265,8 +281,25 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("quiet", False, _parse_bool, "print only warnings and errors on stdout"),
     Setting("api_key", None, _parse_optional_str, "key clients must present"),
+    Setting(
+        "allowed_origins", [], _parse_str_list,
+        "web origins (scheme://host[:port], or *) whose pages may call the proxy besides its own",
+    ),
+    Setting(
+        "allowed_hosts", [], _parse_str_list,
+        "Host names the proxy answers to besides loopback names and IP addresses (or *);"
+        " with an API key set every Host is answered",
+    ),
     Setting("body_limit", 32 * 1024 * 1024, _parse_int, "largest request body in bytes"),
+    Setting(
+        "body_timeout", 30.0, _parse_float,
+        "seconds a request body may take to arrive, then a 408 and the connection is closed (0: no limit)",
+    ),
     Setting("connect_timeout", 5.0, _parse_float, "seconds to connect to Ollama"),
+    Setting(
+        "ollama_connections", 256, _parse_positive_int,
+        "the most connections the proxy opens to Ollama at once; a request waiting connect_timeout for one gets 529",
+    ),
     Setting(
         "first_content_timeout", 900.0, _parse_float, "seconds to wait for the first token"
     ),

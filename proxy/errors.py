@@ -9,9 +9,13 @@ after it::
     ├── RequestError                (400 invalid_request_error)
     │   ├── PromptTooLong           (400 invalid_request_error, "prompt is too long: …")
     │   ├── RequestTooLarge         (413 request_too_large)
+    │   ├── RequestTimeout          (408 invalid_request_error)  the body did not arrive in time
     │   └── MethodNotAllowed        (405 invalid_request_error)
     ├── AuthenticationError         (401 authentication_error)
+    ├── Forbidden                   (403 permission_error)  a foreign Origin or Host
     ├── NotFound                    (404 not_found_error)
+    ├── ShuttingDown                (529 overloaded_error) a request cut by the proxy's shutdown
+    ├── PoolExhausted               (529 overloaded_error) the proxy's own Ollama connection limit
     └── UpstreamError               (500 api_error)        Ollama failed us
         ├── UpstreamUnreachable     (502 api_error)        connect refused / DNS / connect timeout
         ├── UpstreamModelNotFound   (404 not_found_error)  Ollama 404
@@ -31,9 +35,13 @@ __all__ = [
     "RequestError",
     "PromptTooLong",
     "RequestTooLarge",
+    "RequestTimeout",
     "MethodNotAllowed",
     "AuthenticationError",
+    "Forbidden",
     "NotFound",
+    "ShuttingDown",
+    "PoolExhausted",
     "UpstreamError",
     "UpstreamUnreachable",
     "UpstreamModelNotFound",
@@ -80,6 +88,15 @@ class RequestTooLarge(RequestError):
     error_type = "request_too_large"
 
 
+class RequestTimeout(RequestError):
+    """The request's body did not arrive within the body timeout; the connection is closed."""
+
+    status = 408
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"connection": "close"})
+
+
 class MethodNotAllowed(RequestError):
     status = 405
 
@@ -89,9 +106,32 @@ class AuthenticationError(ProxyError):
     error_type = "authentication_error"
 
 
+class Forbidden(ProxyError):
+    status = 403
+    error_type = "permission_error"
+
+
 class NotFound(ProxyError):
     status = 404
     error_type = "not_found_error"
+
+
+class ShuttingDown(ProxyError):
+    """The server's graceful shutdown ran out of time for this request: the last thing it
+    gets (an HTTP 529, or an ``event: error`` on a stream), so a cut is not a mystery."""
+
+    status = 529
+    error_type = "overloaded_error"
+
+    def __init__(self) -> None:
+        super().__init__("the proxy is shutting down")
+
+
+class PoolExhausted(ProxyError):
+    """Every connection the proxy may open to Ollama stayed busy for the pool timeout."""
+
+    status = 529
+    error_type = "overloaded_error"
 
 
 class UpstreamError(ProxyError):

@@ -37,6 +37,7 @@ from urllib.parse import unquote
 
 from . import __version__
 from .config import ConfigError
+from .protocol.bounded import valid_text
 
 __all__ = [
     "configure_logging",
@@ -182,7 +183,8 @@ class OTelJSONFormatter(logging.Formatter):
         return out
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(self.to_dict(record), ensure_ascii=False, separators=(",", ":"), default=str)
+        # valid_text: the handlers write UTF-8, which a lone surrogate in client text breaks
+        return valid_text(json.dumps(self.to_dict(record), ensure_ascii=False, separators=(",", ":"), default=str))
 
 
 class TextFormatter(logging.Formatter):

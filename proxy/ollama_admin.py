@@ -20,7 +20,7 @@ import trio
 
 from .errors import ProxyError, UpstreamProtocolError
 from .stream.ndjson import NDJSONDecoder
-from .upstream import remember_origin, status_error, transport_error, url_origin
+from .upstream import ERROR_BODY_LIMIT, read_capped, remember_origin, status_error, transport_error
 
 __all__ = [
     "InstalledModel",
@@ -131,7 +131,7 @@ async def _get_json(client: httpx.AsyncClient, method: str, path: str, **kwargs:
     try:
         response = await client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
-        raise transport_error(exc, url=str(client.base_url), streaming=False, origin=url_origin(client)) from exc
+        raise transport_error(exc, url=str(client.base_url), streaming=False, client=client) from exc
     if response.status_code != 200:
         model = (kwargs.get("json") or {}).get("model", "")
         raise status_error(response.status_code, response.content, model=model)
@@ -225,14 +225,14 @@ async def pull_model(client: httpx.AsyncClient, name: str, on_progress: Callable
     try:
         async with client.stream("POST", "/api/pull", json={"model": name, "stream": True}) as response:
             if response.status_code != 200:
-                raise status_error(response.status_code, await response.aread(), model=name)
+                raise status_error(response.status_code, await read_capped(response, ERROR_BODY_LIMIT), model=name)
             async with aclosing(response.aiter_bytes()) as chunks:
                 async for data in chunks:
                     for line in decoder.feed(data):
                         success = _handle_pull_line(line, on_progress) or success
             decoder.close()  # raises UpstreamProtocolError for a cut-off last line
     except httpx.HTTPError as exc:
-        raise transport_error(exc, url=str(client.base_url), streaming=False, origin=url_origin(client)) from exc
+        raise transport_error(exc, url=str(client.base_url), streaming=False, client=client) from exc
     if not success:
         raise UpstreamProtocolError(f"Ollama's pull of {name!r} ended without saying success")
 

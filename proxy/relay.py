@@ -26,13 +26,13 @@ import httpx
 import trio
 
 from .asgi import Receive, Send, send_error, send_json
-from .errors import ProxyError, UpstreamTimeout
+from .errors import ProxyError, ShuttingDown, UpstreamTimeout
 from .live import RequestWatch
 from .protocol.translate import TranslatedRequest, encode_ollama_body
 from .stream.events import Event, Ping, encode_sse
 from .stream.message import MessageBuilder
 from .stream.translator import ResponseTranslator
-from .upstream import chat_url, status_error, transport_error, url_origin
+from .upstream import ERROR_BODY_LIMIT, chat_url, read_capped, status_error, transport_error
 
 __all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
 
@@ -41,6 +41,8 @@ log = logging.getLogger("proxy.relay")
 #: after Ollama's final chunk, how long the rest of its body may take to arrive
 DRAIN_TIMEOUT = 0.25
 _JSON = {"content-type": "application/json"}
+#: how long the last word to a client cut by the shutdown may take to send
+SHUTDOWN_NOTICE_TIMEOUT = 1.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -232,8 +234,9 @@ async def relay_upstream(
                 payload = encode_ollama_body(request)
                 async with client.stream("POST", chat_url(client), content=payload, headers=_JSON) as response:
                     progress["answered"] = True
+                    progress["ollama_status"] = response.status_code
                     if response.status_code != 200:
-                        body = await response.aread()
+                        body = await read_capped(response, ERROR_BODY_LIMIT)
                         error = status_error(response.status_code, body, model=request.ollama["model"])
                         backoff = 0.25 * 2 ** (attempt - 1)
                         busy = response.status_code == 503
@@ -281,7 +284,7 @@ async def relay_upstream(
                         return
             except httpx.HTTPError as exc:
                 raise transport_error(
-                    exc, url=url, streaming=progress["answered"], origin=url_origin(client)
+                    exc, url=url, streaming=progress["answered"], client=client
                 ) from exc
             await trio.sleep(backoff)
     if timer.cancelled_caught:
@@ -324,6 +327,45 @@ async def serve_messages(
         sink = JSONSink(send, request_id=request_id, first_events=first, headers=headers)
     progress: dict[str, Any] = {"answered": False, "responded": False, "cancelled": False, "error": None}
 
+    try:
+        await _serve(receive, client, settings, request, translator, request_id, revise_refused, watch, sink, progress)
+    except* trio.Cancelled:
+        # Cancelled from outside the request (a client leaving cancels only the request's
+        # own nursery): the server's graceful shutdown ran out of time. The client gets a
+        # last word (529, or an event: error), shielded and bounded, then the cut.
+        progress["error"] = ShuttingDown()
+        with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_NOTICE_TIMEOUT):
+            await sink.fail(progress["error"], translator)
+        log.warning("request %s cut by the shutdown: %s", request_id, progress["error"].message)
+        raise
+
+    # 499 (nginx's "client closed request"): the client left before any status was sent.
+    progress.setdefault("status", 200 if sink.committed else 499)
+
+    if progress["cancelled"]:
+        log.info(
+            "request %s cancelled by the client during %s after ~%d output tokens;"
+            " the Ollama connection was closed",
+            request_id,
+            progress["phase"],
+            translator.approx_output_tokens,
+        )
+    return progress
+
+
+async def _serve(
+    receive: Receive,
+    client: httpx.AsyncClient,
+    settings: RelaySettings,
+    request: TranslatedRequest,
+    translator: ResponseTranslator,
+    request_id: str,
+    revise_refused: Callable[[bytes], dict[str, Any] | None] | None,
+    watch: RequestWatch | None,
+    sink: SSESink | JSONSink,
+    progress: dict[str, Any],
+) -> None:
+    """serve_messages' nursery: the disconnect watcher, the keepalive and the relay."""
     async with trio.open_nursery() as nursery:
 
         async def watch_disconnect() -> None:
@@ -355,16 +397,3 @@ async def serve_messages(
             progress["status"] = 200 if sink.committed else error.status
             await sink.fail(error, translator)
         nursery.cancel_scope.cancel()
-
-    # 499 (nginx's "client closed request"): the client left before any status was sent.
-    progress.setdefault("status", 200 if sink.committed else 499)
-
-    if progress["cancelled"]:
-        log.info(
-            "request %s cancelled by the client during %s after ~%d output tokens;"
-            " the Ollama connection was closed",
-            request_id,
-            progress["phase"],
-            translator.approx_output_tokens,
-        )
-    return progress

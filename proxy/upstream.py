@@ -8,12 +8,16 @@ for the boundary to render.
 from __future__ import annotations
 
 import json
+import re
 import weakref
+from contextlib import aclosing
 
 import httpx
 import trio
 
+from .protocol.bounded import clip
 from .errors import (
+    PoolExhausted,
     ProxyError,
     UpstreamBadRequest,
     UpstreamBusy,
@@ -25,11 +29,29 @@ from .errors import (
 )
 
 __all__ = [
-    "open_client", "chat_url", "status_error", "transport_error", "probe_version", "CHAT_PATH",
-    "remember_origin", "url_origin",
+    "open_client", "chat_url", "status_error", "transport_error", "probe_version", "read_capped",
+    "remember_origin", "url_origin", "pool_limit", "CHAT_PATH", "ERROR_BODY_LIMIT",
 ]
 
 CHAT_PATH = "/api/chat"
+#: bytes of an Ollama error body read (its ``{"error": "…"}`` is a line; the rest is dropped)
+ERROR_BODY_LIMIT = 64 * 1024
+#: characters of Ollama's error text passed on to the client and the log
+ERROR_TEXT_LIMIT = 1000
+
+
+async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``response``'s body; the rest is never read (closing the
+    response drops the connection)."""
+    parts: list[bytes] = []
+    size = 0
+    async with aclosing(response.aiter_bytes()) as chunks:
+        async for data in chunks:
+            parts.append(data)
+            size += len(data)
+            if size >= limit:
+                break
+    return b"".join(parts)[:limit]
 
 #: client → (its base_url, the chat URL made from it)
 _chat_urls: weakref.WeakKeyDictionary[httpx.AsyncClient, tuple[httpx.URL, httpx.URL]] = weakref.WeakKeyDictionary()
@@ -51,6 +73,8 @@ def chat_url(client: httpx.AsyncClient) -> httpx.URL:
 
 #: client → where its Ollama URL came from (``from OLLAMA_HOST``…), for the error hints
 _origins: weakref.WeakKeyDictionary[httpx.AsyncClient, str] = weakref.WeakKeyDictionary()
+#: client → its connection limit (for the message when every connection stays busy)
+_pool_limits: weakref.WeakKeyDictionary[httpx.AsyncClient, int] = weakref.WeakKeyDictionary()
 
 
 def remember_origin(client: httpx.AsyncClient, origin: str | None) -> httpx.AsyncClient:
@@ -64,7 +88,14 @@ def url_origin(client: httpx.AsyncClient) -> str:
     return _origins.get(client, "")
 
 
-def open_client(ollama_url: str, *, connect_timeout: float, origin: str | None = None) -> httpx.AsyncClient:
+def pool_limit(client: httpx.AsyncClient) -> int | None:
+    """The connection limit ``client`` was opened with (None: not opened by open_client)."""
+    return _pool_limits.get(client)
+
+
+def open_client(
+    ollama_url: str, *, connect_timeout: float, origin: str | None = None, max_connections: int = 256
+) -> httpx.AsyncClient:
     """The one client for Ollama, opened in the ASGI lifespan.
 
     Only the connect step has an httpx timeout: reads are bounded by the relay, which knows
@@ -73,23 +104,34 @@ def open_client(ollama_url: str, *, connect_timeout: float, origin: str | None =
     client = httpx.AsyncClient(
         base_url=ollama_url,
         timeout=httpx.Timeout(None, connect=connect_timeout, pool=connect_timeout),
-        # Generous: Claude Code runs side requests and subagents in parallel.
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=32),
+        # Generous by default: Claude Code runs side requests and subagents in parallel.
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(32, max_connections)),
         headers={"user-agent": "claude-code-ollama-proxy"},
         trust_env=False,  # an HTTP(S)_PROXY meant for the internet must not catch localhost
     )
+    _pool_limits[client] = max_connections
     return remember_origin(client, origin)
 
 
+_ERROR_START = re.compile(r'\{\s*"error"\s*:\s*"((?:[^"\\]|\\.){0,%d})' % ERROR_TEXT_LIMIT)
+
+
 def _ollama_message(body: bytes) -> str:
+    """Ollama's error text, cut to ERROR_TEXT_LIMIT characters."""
     text = body.decode("utf-8", "replace").strip()
     try:
         parsed = json.loads(text)
     except ValueError:
-        return text or "(empty body)"
+        cut = _ERROR_START.match(text)  # {"error": "… cut at ERROR_BODY_LIMIT
+        if cut is not None:
+            try:
+                return clip(json.loads(f'"{cut.group(1)}"'), ERROR_TEXT_LIMIT)
+            except ValueError:
+                pass
+        return clip(text, ERROR_TEXT_LIMIT) if text else "(empty body)"
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-        return parsed["error"]
-    return text
+        return clip(parsed["error"], ERROR_TEXT_LIMIT)
+    return clip(text, ERROR_TEXT_LIMIT)
 
 
 def status_error(status: int, body: bytes, *, model: str) -> UpstreamError:
@@ -111,12 +153,30 @@ def status_error(status: int, body: bytes, *, model: str) -> UpstreamError:
     return UpstreamError(f"Ollama answered HTTP {status}: {message}")
 
 
-def transport_error(exc: Exception, *, url: str, streaming: bool, origin: str = "") -> ProxyError:
+def _connections(limit: int | None) -> str:
+    if limit is None:
+        return "connections"
+    return f"{limit} connection" + ("" if limit == 1 else "s")
+
+
+def transport_error(
+    exc: Exception, *, url: str, streaming: bool, client: httpx.AsyncClient | None = None
+) -> ProxyError:
     """Map an httpx failure. ``streaming``: whether Ollama had already answered 200;
-    ``origin``: where the URL came from (``from OLLAMA_HOST``), said in the hint."""
+    ``client``: the client that failed, whose connection limit (for a pool timeout) and
+    URL origin (``from OLLAMA_HOST``, said in the hint) the message names."""
     if isinstance(exc, ProxyError):
         return exc
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)) and not streaming:
+    if isinstance(exc, httpx.PoolTimeout):
+        limit = pool_limit(client) if client is not None else None
+        return PoolExhausted(
+            f"the proxy's own limit of {_connections(limit)} to Ollama was reached: every one stayed"
+            " busy with other requests for the whole pool timeout (connect_timeout). Retry, or"
+            " raise the limit with PROXY_OLLAMA_CONNECTIONS (ollama_connections)",
+            headers={"retry-after": "5"},
+        )
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) and not streaming:
+        origin = url_origin(client) if client is not None else ""
         came_from = f" (the URL is {origin})" if origin else ""
         return UpstreamUnreachable(
             f"Cannot reach Ollama at {url}{came_from}: {type(exc).__name__}: {exc or 'no detail'}."

@@ -252,16 +252,35 @@ def test_is_loopback_host(host, loopback):
     assert is_loopback_host(host) is loopback
 
 
-@pytest.mark.parametrize(("host", "api_key", "warned"), [("0.0.0.0", None, True), ("0.0.0.0", "k", False),
-                                                        ("127.0.0.1", None, False)])
-async def test_binding_beyond_loopback_without_a_key_warns(caplog, host, api_key, warned):
-    settings = load_settings({"host": host, "api_key": api_key}, environ={}, read_config_file=False)
+@pytest.mark.parametrize(
+    ("served_at", "api_key", "warned"),
+    [("0.0.0.0", None, True), ("192.168.1.5", None, True), ("0.0.0.0", "k", False), ("127.0.0.1", None, False)],
+)
+async def test_serving_beyond_loopback_without_a_key_warns_once(caplog, served_at, api_key, warned):
+    # The host setting says loopback; the address the requests arrive at (the ASGI scope's
+    # server, as under plain `hypercorn --bind 0.0.0.0:3000`) decides.
+    settings = load_settings({"host": "127.0.0.1", "api_key": api_key}, environ={}, read_config_file=False)
     app = ProxyApp(settings, console_log=False)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"host", b"127.0.0.1:3000")],
+             "server": (served_at, 3000), "query_string": b""}
     with caplog.at_level(logging.WARNING, logger="proxy"):
         await app.startup()
+        for _ in range(3):
+            await app(scope, receive, send)
         await app.shutdown()
-    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("without an API key" in m for m in messages) is warned
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200] * 3
+    messages = [r.getMessage() for r in caplog.records if "without an API key" in r.getMessage()]
+    assert len(messages) == (1 if warned else 0)
+    if warned:
+        assert served_at in messages[0]
 
 
 # -- splitting off `claude …` -------------------------------------------------------------

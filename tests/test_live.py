@@ -17,7 +17,7 @@ import wsproto
 import wsproto.events
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from tests.fake_ollama import Chunk, Sleep, Stall, Status, text_stream, tool_call
+from tests.fake_ollama import Chunk, Model, Sleep, Stall, Status, text_stream, tool_call
 from tests.test_e2e_sdk import WRITE_TOOL
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
@@ -247,11 +247,14 @@ async def _drain(stream: trio.SocketStream, ws: wsproto.WSConnection, until_seq:
 
 
 async def test_a_viewer_that_never_reads_loses_old_events_and_delays_no_request(fake_ollama, start_proxy):
-    proxy = await start_proxy(events_buffer=4, log_level="WARNING")
+    # A long Ollama model name (the operator's model map may name anything; a client's
+    # model is at most 512 characters) makes every started/finished event ~32 KB, so the
+    # stuck viewer's socket fills after a handful and its buffer of 4 must overflow.
+    long_name = "big-" + "x" * 32_000
+    fake_ollama.models.append(Model(long_name))
+    proxy = await start_proxy(events_buffer=4, log_level="WARNING", model_map={"claude-big": long_name})
     stuck, stuck_ws = await _open_stuck_viewer(proxy)
-    # Long model names make every started/finished event ~32 KB, so the stuck viewer's
-    # socket fills after a handful and its buffer of 4 must overflow.
-    big = {**BODY, "model": "claude-" + "x" * 32_000, "stream": False}
+    big = {**BODY, "model": "claude-big", "stream": False}
     with trio.fail_after(60):
         async with open_websocket_url(ws_url(proxy), max_message_size=1 << 20) as ws:
             reader = Viewer(ws)

@@ -23,6 +23,8 @@ import json
 import logging
 from typing import Any
 
+from .bounded import clip
+
 __all__ = ["pair_tool_results", "sequentialize", "tool_choice_instruction", "emulate_tools", "INTERRUPTED"]
 
 log = logging.getLogger("proxy.history")
@@ -47,12 +49,14 @@ def pair_tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every tool_use gets exactly one tool_result in the next user turn."""
     out: list[dict[str, Any]] = []
     pending: list[str] = []  # ids of the last assistant turn's calls, awaiting results
+    awaited: set[str] = set()  # the same ids, for lookups in constant time
     for i, message in enumerate(messages):
         role = message.get("role")
         if role == "assistant":
             if pending:  # an assistant turn follows calls that never got their user turn
                 out.append({"role": "user", "content": _interrupted(pending)})
             pending = [b["id"] for b in _tool_uses(message)]
+            awaited = set(pending)
             out.append(message)
             continue
         if role != "user":
@@ -64,19 +68,20 @@ def pair_tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for block in blocks:
             if block.get("type") == "tool_result":
                 tool_id = block.get("tool_use_id")
-                if tool_id in pending and tool_id not in answered:
+                if isinstance(tool_id, str) and tool_id in awaited and tool_id not in answered:
                     answered.add(tool_id)
                     kept.append(block)
                 else:
-                    log.info("dropped a tool_result for %s (messages.%d): it answers no call", tool_id, i)
+                    log.info("dropped a tool_result for %s (messages.%d): it answers no call", clip(tool_id), i)
                 continue
             kept.append(block)
         missing = [tool_id for tool_id in pending if tool_id not in answered]
         if missing:
-            log.info("synthesized 'interrupted' results for %s (messages.%d)", ", ".join(missing), i)
+            log.info("synthesized 'interrupted' results for %s (messages.%d)", clip(", ".join(missing)), i)
         if missing or len(kept) != len(blocks):
             message = {**message, "content": _interrupted(missing) + kept}
         pending = []
+        awaited = set()
         out.append(message)
     return out
 
@@ -138,17 +143,28 @@ def _images_of(message: dict[str, Any]) -> dict[str, Any]:
     return {"images": message["images"]} if message.get("images") else {}
 
 
-def _append_user(out: list[dict[str, Any]], message: dict[str, Any]) -> None:
-    """Append a user message, merged into a user message just before it (results of one
-    turn, then the turn's own text, form one user message)."""
-    if not out or out[-1]["role"] != "user":
-        out.append(message)
-        return
-    merged = dict(out[-1])
-    merged["content"] = f"{merged['content']}\n\n{message['content']}"
-    if message.get("images"):
-        merged["images"] = merged.get("images", []) + message["images"]
-    out[-1] = merged
+def _join_user_runs(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive user messages joined into one (results of one turn, then the turn's own
+    text, form one user message). Linear: each run is joined once."""
+    out: list[dict[str, Any]] = []
+    i = 0
+    while i < len(messages):
+        j = i + 1
+        if messages[i]["role"] == "user":
+            while j < len(messages) and messages[j]["role"] == "user":
+                j += 1
+        if j == i + 1:
+            out.append(messages[i])
+        else:
+            run = messages[i:j]
+            merged = dict(run[0])
+            merged["content"] = "\n\n".join(m["content"] for m in run)
+            images = [image for m in run if m.get("images") for image in m["images"]]
+            if images:
+                merged["images"] = images
+            out.append(merged)
+        i = j
+    return out
 
 
 def emulate_tools(messages: list[dict[str, Any]], functions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -181,11 +197,10 @@ def emulate_tools(messages: list[dict[str, Any]], functions: list[dict[str, Any]
         elif role == "tool":
             name = message.get("tool_name", "tool")
             text = f'<tool_response name="{name}">\n{message["content"]}\n</tool_response>'
-            _append_user(out, {"role": "user", "content": text, **_images_of(message)})
-        elif role == "user":
-            _append_user(out, message)
+            out.append({"role": "user", "content": text, **_images_of(message)})
         else:
             out.append(message)
+    out = _join_user_runs(out)
     if out and out[0]["role"] == "system":
         out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{description}"}
     else:

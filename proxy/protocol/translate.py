@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 from ..errors import RequestError
+from .bounded import clip
 from .known_tools import KnownTools
 from .history import emulate_tools, pair_tool_results, sequentialize, tool_choice_instruction
 from .thinking import decide_think
@@ -55,8 +56,35 @@ def _fail(path: str, problem: str) -> RequestError:
     return RequestError(f"{path}: {problem}")
 
 
+#: Model names in use (Anthropic's, Ollama's, Hugging Face paths with a tag) are far shorter.
+#: A longer one is refused before it is echoed into any log record or error.
+MODEL_NAME_LIMIT = 512
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string with a lone surrogate (JSON's ``"\\ud800"``): no UTF-8 encoder
+    takes it, so it must not reach a log record, a header or a response."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_model(model: Any) -> None:
+    """The checks of ``model``, the same on every route."""
+    if not isinstance(model, str) or not model.strip():
+        raise _fail("model", "must be a non-empty string")
+    if len(model) > MODEL_NAME_LIMIT:
+        raise _fail("model", f"must be at most {MODEL_NAME_LIMIT} characters (got {len(model)})")
+    if not _is_unicode(model):
+        raise _fail("model", "must be valid Unicode text (it contains a lone surrogate, e.g. \\ud800)")
 
 
 def validate_count_request(body: Any) -> dict[str, Any]:
@@ -64,8 +92,8 @@ def validate_count_request(body: Any) -> dict[str, Any]:
     of a Messages request (the same field gets the same message on both routes)."""
     if not isinstance(body, dict):
         raise RequestError("request body must be a JSON object")
-    if "model" in body and (not isinstance(body["model"], str) or not body["model"].strip()):
-        raise _fail("model", "must be a non-empty string")
+    if "model" in body:
+        _validate_model(body["model"])
     if "messages" not in body:
         raise _fail("messages", "field required")
     if not isinstance(body["messages"], list):
@@ -77,11 +105,9 @@ def validate_request(body: Any) -> dict[str, Any]:
     """Check a parsed Messages request; return it. Raises RequestError naming the field."""
     if not isinstance(body, dict):
         raise RequestError("request body must be a JSON object")
-    model = body.get("model")
     if "model" not in body:
         raise _fail("model", "field required")
-    if not isinstance(model, str) or not model.strip():
-        raise _fail("model", "must be a non-empty string")
+    _validate_model(body["model"])
     if "max_tokens" not in body:
         raise _fail("max_tokens", "field required")
     if not _is_int(body["max_tokens"]) or body["max_tokens"] < 1:
@@ -185,7 +211,7 @@ def _document_text(block: dict[str, Any], path: str) -> str:
     else:
         raise _fail(
             f"{path}.source",
-            f"documents of source type {kind!r} are not supported by the local model;"
+            f"documents of source type {clip(repr(kind))} are not supported by the local model;"
             " only text documents are",
         )
     return f"{header}{body}\n</document>"
@@ -220,7 +246,7 @@ def _tool_result(
             inner_path = f"{path}.content.{k}"
             kind = inner.get("type") if isinstance(inner, dict) else None
             if not _add_media(inner, kind, inner_path, texts, images):
-                log.info("dropped a %r block inside a tool_result at %s", kind, inner_path)
+                log.info("dropped a %s block inside a tool_result at %s", clip(repr(kind)), inner_path)
     elif content is not None:
         raise _fail(f"{path}.content", "must be a string or an array of content blocks")
     text = "\n\n".join(texts)
@@ -233,7 +259,7 @@ def _tool_result(
     if name is not None:
         message["tool_name"] = name
     else:
-        log.info("tool_result %s at %s answers no earlier tool_use", tool_use_id, path)
+        log.info("tool_result %s at %s answers no earlier tool_use", clip(tool_use_id), path)
     message["tool_call_id"] = tool_use_id
     return message
 
@@ -253,7 +279,7 @@ def _user_turn(
         if kind == "tool_result":
             tool_messages.append(_tool_result(block, block_path, tool_names))
         elif not _add_media(block, kind, block_path, texts, images):
-            log.info("dropped a %r block at %s: the local model cannot use it", kind, block_path)
+            log.info("dropped a %s block at %s: the local model cannot use it", clip(repr(kind)), block_path)
     result = tool_messages
     if texts or images or not tool_messages:
         user: dict[str, Any] = {"role": "user", "content": "\n\n".join(texts)}
@@ -290,7 +316,7 @@ def _assistant_turn(
             tool_names[tool_id] = name
             calls.append({"id": tool_id, "function": {"name": name, "arguments": arguments}})
         else:
-            log.info("dropped a %r block at %s: the local model cannot use it", kind, block_path)
+            log.info("dropped a %s block at %s: the local model cannot use it", clip(repr(kind)), block_path)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
     if thinking:
         message["thinking"] = "\n\n".join(thinking)
@@ -320,30 +346,51 @@ def _inline_system(content: str | list[dict[str, Any]], path: str) -> dict[str, 
 
 
 def _merge_same_role(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge consecutive user or assistant messages: chat templates expect alternation."""
+    """Merge consecutive user or assistant messages: chat templates expect alternation.
+
+    Linear in the size of the history: each run of same-role messages collects its parts
+    and joins them once (rebuilding the growing string per message was quadratic: 40,000
+    short messages took seconds).
+    """
     merged: list[dict[str, Any]] = []
+    run: list[dict[str, Any]] = []  # consecutive messages of one mergeable role
+
+    def flush() -> None:
+        if len(run) == 1:
+            merged.append(dict(run[0]))
+        elif run:
+            merged.append(_merged(run))
+        run.clear()
+
     for message in messages:
-        previous = merged[-1] if merged else None
         role = message["role"]
-        if previous is None or previous["role"] != role or role not in ("user", "assistant"):
+        if role not in ("user", "assistant"):
+            flush()
             merged.append(dict(message))
-            continue
-        joiner = "\n\n" if role == "user" else ""
-        if message["content"]:
-            previous["content"] = (
-                f"{previous['content']}{joiner}{message['content']}"
-                if previous["content"]
-                else message["content"]
-            )
-        if message.get("images"):
-            previous["images"] = previous.get("images", []) + message["images"]
-        if message.get("thinking"):
-            previous["thinking"] = "\n\n".join(
-                t for t in (previous.get("thinking"), message["thinking"]) if t
-            )
-        if message.get("tool_calls"):
-            previous["tool_calls"] = previous.get("tool_calls", []) + message["tool_calls"]
+        else:
+            if run and run[0]["role"] != role:
+                flush()
+            run.append(message)
+    flush()
     return merged
+
+
+def _merged(run: list[dict[str, Any]]) -> dict[str, Any]:
+    """One message for a run of same-role messages (see _merge_same_role)."""
+    first = run[0]
+    joiner = "\n\n" if first["role"] == "user" else ""
+    message = dict(first)
+    message["content"] = joiner.join(m["content"] for m in run if m["content"])
+    images = [image for m in run if m.get("images") for image in m["images"]]
+    if images:
+        message["images"] = images
+    thinking = [m["thinking"] for m in run if m.get("thinking")]
+    if thinking:
+        message["thinking"] = "\n\n".join(thinking)
+    calls = [call for m in run if m.get("tool_calls") for call in m["tool_calls"]]
+    if calls:
+        message["tool_calls"] = calls
+    return message
 
 
 def translate_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -397,7 +444,7 @@ def translate_tools(
     else:
         functions, schemas, left_out = _translate_tools(tools)
     for name, kind in left_out:
-        log.info("left out server tool %r (type %r): Ollama cannot run it", name, kind)
+        log.info("left out server tool %s (type %s): Ollama cannot run it", clip(repr(name)), clip(repr(kind)))
     return functions, schemas
 
 

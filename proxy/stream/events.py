@@ -10,6 +10,8 @@ import dataclasses
 import json
 from typing import Any, ClassVar
 
+from ..protocol.bounded import utf8
+
 __all__ = [
     "Event",
     "MessageStart",
@@ -142,4 +144,4 @@ _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encod
 
 def encode_sse(event: Event) -> bytes:
     """One SSE frame: ``event: NAME\\ndata: JSON\\n\\n`` (the SDK dispatches on ``event:``)."""
-    return f"event: {event.NAME}\ndata: {_encode_json(event.payload())}\n\n".encode("utf-8")
+    return utf8(f"event: {event.NAME}\ndata: {_encode_json(event.payload())}\n\n")
