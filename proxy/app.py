@@ -36,6 +36,7 @@ from .protocol.translate import translate_request, validate_request
 from .relay import RelaySettings, serve_messages
 from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
 from .stream.translator import ResponseTranslator
+from .verdicts import FinalVerdicts
 from .upstream import open_client, probe_version
 
 __all__ = ["ProxyApp", "app"]
@@ -90,6 +91,8 @@ class ProxyApp:
         self.known_tools = ToolsCache()
         #: the live view (GET /v1/events, tail, the dashboard); replaced at startup
         self.live = LiveRequests(Broadcast())
+        #: final failures of streams, for the client's non-streaming retry of the same request
+        self.verdicts = FinalVerdicts()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -120,6 +123,8 @@ class ProxyApp:
             ping_interval=settings.ping_interval,
             busy_retries=max(1, settings.busy_retries),
             busy_retry_window=settings.busy_retry_window,
+            busy_retry_after=max(0, settings.busy_retry_after),
+            crash_retries=max(0, settings.crash_retries),
         )
         self.live = LiveRequests(Broadcast(buffer=settings.events_buffer))
         self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
@@ -224,7 +229,7 @@ class ProxyApp:
     # -- handlers ------------------------------------------------------------------
 
     async def messages(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        facts: dict[str, Any] = {}
+        facts: dict[str, Any] = {"session": header(scope, b"x-claude-code-session-id")}
         try:
             await self._messages(receive, send, request_id, facts)
         except ProxyError as exc:
@@ -240,6 +245,9 @@ class ProxyApp:
         body = validate_request(raw)
         settings = self.settings
         ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
+        verdict_key = (facts["session"], body["model"], ollama_model) if facts["session"] else None
+        if verdict_key is not None and not body.get("stream"):
+            self.verdicts.repeat(verdict_key, request_id, now=trio.current_time())
         capabilities = await self.capabilities.get(ollama_model)
         native_tools = capabilities.tools or not body.get("tools")
         if not native_tools and not settings.tool_emulation:
@@ -352,6 +360,8 @@ class ProxyApp:
                 )
         self._learn_prompt_size(ollama_model, raw_estimate, translator.input_tokens, num_ctx)
         ended = trio.current_time()
+        if verdict_key is not None and request.stream:
+            self.verdicts.remember(verdict_key, request_id, outcome, translator, now=ended)
         log_request_end(record, ended=ended, outcome=outcome, translator=translator)
         watch.finish(outcome=outcome, translator=translator, now=ended)
 

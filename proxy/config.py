@@ -252,8 +252,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("idle_timeout", 300.0, _parse_float, "seconds allowed between two chunks"),
     Setting("commit_grace", 1.0, _parse_float, "seconds before the stream is committed"),
     Setting("ping_interval", 10.0, _parse_float, "seconds between keepalive pings"),
-    Setting("busy_retries", 3, _parse_int, "tries when Ollama answers 503"),
+    Setting("busy_retries", 1, _parse_int, "tries when Ollama answers 503 (1: Claude Code retries, not the proxy)"),
     Setting("busy_retry_window", 10.0, _parse_float, "seconds all busy retries may take"),
+    Setting("busy_retry_after", 5, _parse_int, "seconds the client is told to wait (retry-after) when Ollama is busy"),
+    Setting(
+        "crash_retries", 1, _parse_int,
+        "quick retries when Ollama fails before any output (runner crash, unreachable, connection lost)",
+    ),
     Setting("graceful_timeout", 30.0, _parse_float, "seconds in-flight streams get on shutdown"),
     Setting(
         "sequential_tools", True, _parse_bool,

@@ -250,12 +250,12 @@ async def test_end_record_of_a_failed_request(fake_ollama, start_proxy, tmp_path
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             response = await client.post("/v1/messages", json={**BODY, "stream": False})
-    assert response.status_code == 404
+    assert response.status_code == 400
     (end,) = await wait_for_event(log_file, "proxy.request.end")
     a = end["Attributes"]
-    assert a["http.response.status_code"] == 404
+    assert a["http.response.status_code"] == 400
     assert a["proxy.stream"] is False
-    assert a["error.type"] == "not_found_error"
+    assert a["error.type"] == "invalid_request_error"
     assert "ollama pull qwen3:8b" in a["proxy.error_message"]
     assert a["proxy.time_to_first_token_ms"] is None
     assert a["proxy.stop_reason"] is None

@@ -105,7 +105,9 @@ class ResponseTranslator:
 
     def feed_chunk(self, chunk: OllamaChunk) -> list[Event]:
         if chunk.error is not None:
-            raise UpstreamError(f"Ollama failed mid-stream: {chunk.error}")
+            if self.produced_output:
+                raise UpstreamError(f"Ollama failed mid-stream: {chunk.error}")
+            raise UpstreamError(f"Ollama failed before its first token: {chunk.error}")
         if self.done:
             log.warning("ignored a chunk Ollama sent after its final chunk")
             return []
@@ -163,6 +165,13 @@ class ResponseTranslator:
                 events += self.machine.text(piece.text)
                 after_call = False
         return events
+
+    def restart(self) -> None:
+        """Forget a failed attempt that produced no output, for a retry: a fresh decoder."""
+        if self.produced_output:
+            raise RuntimeError("cannot restart a response that produced output")
+        self.decoder = NDJSONDecoder()
+        self._unsent = []
 
     def end(self) -> list[Event]:
         """Ollama's body ended. Raises UpstreamProtocolError unless the final chunk came."""
