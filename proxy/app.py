@@ -246,6 +246,7 @@ class ProxyApp:
         settings = self.settings
         ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
         verdict_key = (facts["session"], body["model"], ollama_model) if facts["session"] else None
+        self.verdicts.known_missing(ollama_model, request_id, now=trio.current_time())
         if verdict_key is not None and not body.get("stream"):
             self.verdicts.repeat(verdict_key, request_id, now=trio.current_time())
         capabilities = await self.capabilities.get(ollama_model)
@@ -360,6 +361,7 @@ class ProxyApp:
                 )
         self._learn_prompt_size(ollama_model, raw_estimate, translator.input_tokens, num_ctx)
         ended = trio.current_time()
+        self.verdicts.remember_missing(ollama_model, request_id, outcome, now=ended)
         if verdict_key is not None and request.stream:
             self.verdicts.remember(verdict_key, request_id, outcome, translator, now=ended)
         log_request_end(record, ended=ended, outcome=outcome, translator=translator)

@@ -11,6 +11,12 @@ once, as a status with ``x-should-retry: false``.
 
 A failure after output (an error line mid-answer) is not kept: the non-streaming request
 is then the one retry that may help, and it goes to Ollama.
+
+A model that is not pulled is a fact about the model, not the request: Claude Code answers
+a 400 by sending variants of the same request at once (without ``thinking.display``, with
+more tools, …), six in two seconds. For ``MISSING_TTL`` seconds after Ollama said a model
+does not exist, every request for it gets that answer without asking Ollama again; a
+``ollama pull`` takes longer than that, so nobody waits for the proxy to notice.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .errors import ProxyError
+from .errors import ProxyError, UpstreamModelNotFound
 
 __all__ = ["FinalVerdicts", "VERDICT_TTL"]
 
@@ -27,6 +33,8 @@ log = logging.getLogger("proxy.app")
 #: how long a stream's final failure answers the client's non-streaming retry; Claude
 #: Code sends it at once
 VERDICT_TTL = 15.0
+#: how long "Ollama has no model M" answers every request for M
+MISSING_TTL = 10.0
 #: sessions remembered at most (each entry is small; old ones go first)
 MAX_VERDICTS = 256
 
@@ -36,9 +44,36 @@ Key = tuple[str, str, str]
 class FinalVerdicts:
     """``remember`` a stream's final failure; ``repeat`` it (raise it) for the retry."""
 
-    def __init__(self, ttl: float = VERDICT_TTL) -> None:
+    def __init__(self, ttl: float = VERDICT_TTL, missing_ttl: float = MISSING_TTL) -> None:
         self._ttl = ttl
+        self._missing_ttl = missing_ttl
         self._kept: dict[Key, tuple[ProxyError, str, float]] = {}
+        #: Ollama model → (its "not found" error, the request that learned it, expiry)
+        self._missing: dict[str, tuple[ProxyError, str, float]] = {}
+
+    def remember_missing(self, model: str, request_id: str, outcome: dict[str, Any] | None, *, now: float) -> None:
+        """Keep the answer when Ollama said ``model`` does not exist."""
+        error = outcome.get("error") if outcome else None
+        if isinstance(error, UpstreamModelNotFound):
+            self._missing.pop(model, None)
+            self._missing[model] = (error, request_id, now + self._missing_ttl)
+            while len(self._missing) > MAX_VERDICTS:
+                del self._missing[next(iter(self._missing))]
+
+    def known_missing(self, model: str, request_id: str, *, now: float) -> None:
+        """Raise the "not found" answer for ``model`` if Ollama gave it a moment ago."""
+        kept = self._missing.get(model)
+        if kept is None:
+            return
+        error, learned_by, expires = kept
+        if now > expires:
+            del self._missing[model]
+            return
+        log.info(
+            "request %s: Ollama said %s is not installed %.0f s ago (request %s); answered the"
+            " same without asking again", request_id, model, now - (expires - self._missing_ttl), learned_by,
+        )
+        raise error
 
     def remember(self, key: Key, request_id: str, outcome: dict[str, Any] | None, translator: Any, *, now: float) -> None:
         """Keep ``outcome``'s error if it is final, was sent as an ``event: error`` (the
