@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from tests.claude_code import claude_code_binary, claude_code_env
-from tests.fake_ollama import Chunk, Line, Recorded, Sleep, Status, text_stream
+from tests.fake_ollama import Chunk, Close, Line, Recorded, Sleep, Status, text_stream
 
 #: A run that Claude Code does not retry ends in seconds; ten retries take minutes.
 RUN_LIMIT = 60
@@ -162,3 +162,98 @@ async def test_error_line_mid_answer_gets_one_retry_in_all(fake_ollama, proxy, c
     assert "CUDA error: out of memory" in output["result"]
     assert len(agent_requests(fake_ollama)) == 2
     assert [r.body["stream"] for r in agent_requests(fake_ollama)] == [True, True]  # Ollama always streams
+
+
+# -- what the user sees on screen --------------------------------------------------------
+
+
+class Screen:
+    """Interactive Claude Code in a tmux session of its own (its name says issue 16)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def tmux(self, *args: str) -> str:
+        result = await trio.run_process(["tmux", *args], capture_stdout=True, capture_stderr=True, check=False)
+        return result.stdout.decode(errors="replace")
+
+    async def start(self, claude_bin, proxy, tmp_path) -> None:
+        work = tmp_path / "project"
+        work.mkdir(exist_ok=True)
+        home = tmp_path / "home"
+        home.mkdir(exist_ok=True)
+        # A user who has used Claude Code before: no onboarding, the folder trusted.
+        (home / ".claude.json").write_text(json.dumps({
+            "hasCompletedOnboarding": True, "theme": "dark", "numStartups": 5,
+            "projects": {str(work): {"hasTrustDialogAccepted": True, "hasCompletedProjectOnboarding": True}},
+        }))
+        env = {**claude_code_env(proxy.url, home), "TERM": "xterm-256color"}
+        command = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), str(claude_bin)]
+        await self.tmux("new-session", "-d", "-s", self.name, "-x", "200", "-y", "50", "-c", str(work),
+                        " ".join(_quote(part) for part in command))
+        await self.wait_for("auto mode")
+
+    async def text(self) -> str:
+        return await self.tmux("capture-pane", "-p", "-J", "-S", "-500", "-t", self.name)
+
+    async def wait_for(self, words: str, *, after: str | None = None, limit: float = 30) -> str:
+        """The screen once ``words`` is on it (below ``after``, when given)."""
+        screen = ""
+        with trio.move_on_after(limit):
+            while True:
+                screen = await self.text()
+                tail = screen.rsplit(after, 1)[-1] if after and after in screen else ("" if after else screen)
+                if words in tail:
+                    return tail
+                await trio.sleep(0.3)
+        pytest.fail(f"{words!r} never appeared on Claude Code's screen:\n{screen[-4000:]}")
+
+    async def type(self, text: str) -> None:
+        await self.tmux("send-keys", "-t", self.name, "-l", text)
+        await trio.sleep(0.3)
+        await self.tmux("send-keys", "-t", self.name, "Enter")
+
+    async def close(self) -> None:
+        with trio.move_on_after(5, shield=True):
+            await self.tmux("kill-session", "-t", self.name)
+
+
+def _quote(part: str) -> str:
+    import shlex
+    return shlex.quote(part)
+
+
+#: fault → (what Ollama does for Claude Code's turn, words the user must see)
+SCREEN_SAMPLES = {
+    "runner crash": ([Status(500, body=CRASH)], "llama runner process has terminated"),
+    "refused": ([Status(400, body={"error": "invalid option provided"})], "Ollama rejected the request for 'qwen3:8b': invalid option provided"),
+    "error line": ([Chunk(content="Working on it"), Line({"error": "CUDA error: out of memory"})], "CUDA error: out of memory"),
+    "closed early": ([Close()], "closed the connection before answering"),
+    # last: the proxy then answers "not installed" for a few seconds without asking Ollama
+    "missing model": ([Status(404, body={"error": "model 'qwen3:8b' not found"})], "ollama pull qwen3:8b"),
+}
+
+
+async def test_every_error_kind_reaches_the_screen_intact(fake_ollama, start_proxy, claude_bin, tmp_path):
+    proxy = await start_proxy(commit_grace=5)
+    fault: dict[str, list] = {"actions": []}
+    fake_ollama.on_chat = answer_side_requests(lambda n: fault["actions"])
+    screen = Screen(f"i16-errors-{trio.current_time():.0f}")
+    try:
+        with trio.fail_after(150):
+            await screen.start(claude_bin, proxy, tmp_path)
+            for kind, (actions, words) in SCREEN_SAMPLES.items():
+                fault["actions"] = actions
+                before = len(agent_requests(fake_ollama))
+                prompt = f"sample {kind.replace(' ', '-')} now"
+                await screen.type(prompt)
+                shown = await screen.wait_for(words, after=prompt)
+                assert "issue with the selected model" not in shown, shown
+                # No retry storm behind the message: at most the one retry of each kind. (A
+                # 400 of Ollama's own is the exception: Claude Code answers any 400 with up
+                # to eight variants of its request, each refused at once, for no prefill.)
+                if kind != "refused":
+                    await trio.sleep(1)
+                    assert len(agent_requests(fake_ollama)) - before <= 2, kind
+    finally:
+        await screen.close()
