@@ -65,6 +65,9 @@ def _keep_alive(value: str) -> str | int:
         return value
 
 
+#: the least num_predict a capped request gets, even when the estimate fills the window
+MIN_NUM_PREDICT = 256
+
 #: Tells the client its thinking request was dropped because the model cannot think.
 THINKING_DROPPED_HEADER = ("x-proxy-thinking", "dropped")
 
@@ -312,9 +315,17 @@ class ProxyApp:
         if num_ctx > self.num_ctx_high_water.get(ollama_model, 0):
             self.num_ctx_high_water[ollama_model] = num_ctx
         request.ollama["options"]["num_ctx"] = num_ctx
+        if settings.cap_num_predict:
+            # Claude Code asks for 128000 output tokens whatever the window: past the window
+            # Ollama shifts the context and a looping model never stops.
+            room = max(num_ctx - estimate, MIN_NUM_PREDICT)
+            request.ollama["options"]["num_predict"] = min(body["max_tokens"], room)
         if settings.keep_alive:
             request.ollama["keep_alive"] = _keep_alive(settings.keep_alive)
-        translator = ResponseTranslator(client_model=body["model"], input_tokens=estimate, tools=request.tools)
+        translator = ResponseTranslator(
+            client_model=body["model"], input_tokens=estimate, tools=request.tools,
+            loop_guard_chars=settings.loop_guard_chars,
+        )
         record = RequestRecord(
             request_id=request_id,
             client_model=body["model"],

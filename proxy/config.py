@@ -270,6 +270,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("num_ctx", 0, _parse_int, "pin Ollama's num_ctx for every request (0: size each request to fit)"),
     Setting("max_num_ctx", 0, _parse_int, "the largest num_ctx the proxy asks for (0: the model's own maximum)"),
+    Setting(
+        "cap_num_predict", True, _parse_bool,
+        "limit Ollama's num_predict to what the context window leaves after the prompt",
+    ),
+    Setting(
+        "loop_guard_chars", 4000, _parse_int,
+        "end an answer whose last N characters are one span repeated (stop_reason max_tokens; 0: off)",
+    ),
     Setting("keep_alive", None, _parse_optional_str, "how long Ollama keeps the model loaded (e.g. 30m, -1); unset: Ollama's default"),
     Setting(
         "strict_thinking", False, _parse_bool,

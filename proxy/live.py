@@ -121,6 +121,7 @@ class RequestWatch:
         self.output_tokens = 0
         self.repairs = 0
         self._next_progress = now + PROGRESS_INTERVAL
+        self._loop_reported = False
         self.done = False
 
     def started_event(self) -> dict[str, Any]:
@@ -156,6 +157,15 @@ class RequestWatch:
                 "tool": repair[0],
                 "changes": list(repair[1]),
                 "repairs": self.repairs,
+            })
+        if translator.loop is not None and not self._loop_reported:
+            self._loop_reported = True
+            self._publish({
+                "type": "loop",
+                "request_id": self.request_id,
+                "span_chars": translator.loop.span,
+                "repeats": translator.loop.repeats,
+                "output_tokens": self.output_tokens,
             })
         if now >= self._next_progress and self.first_output is not None:
             self._next_progress = now + PROGRESS_INTERVAL

@@ -18,6 +18,7 @@ from .chunks import OllamaChunk, parse_chunk
 from .events import Event
 from .machine import ContentBlockMachine, State
 from .ndjson import NDJSONDecoder
+from .repetition import Repetition, RepetitionGuard
 from .text_calls import TextCall, TextCallFilter, TextPiece
 
 __all__ = ["ResponseTranslator", "new_tool_id", "new_message_id"]
@@ -50,6 +51,7 @@ class ResponseTranslator:
         tools: dict[str, dict[str, Any]] | None = None,
         tool_id_factory: Callable[[], str] = new_tool_id,
         message_id: str | None = None,
+        loop_guard_chars: int = 0,
     ) -> None:
         self.client_model = client_model
         self.estimated_input_tokens = input_tokens
@@ -75,6 +77,10 @@ class ResponseTranslator:
         self._unsent: list[Event] = []
         #: finds tool calls printed as text; only when the client offered tools
         self.text_calls = TextCallFilter(list(self.tools)) if self.tools else None
+        #: ends the answer when the model repeats one span (loop_guard_chars; 0: off)
+        self.repetition_guard = RepetitionGuard(loop_guard_chars)
+        #: the loop that ended the answer, if one did (the relay then stops reading Ollama)
+        self.loop: Repetition | None = None
 
     @property
     def approx_output_tokens(self) -> int:
@@ -109,7 +115,8 @@ class ResponseTranslator:
                 raise UpstreamError(f"Ollama failed mid-stream: {chunk.error}")
             raise UpstreamError(f"Ollama failed before its first token: {chunk.error}")
         if self.done:
-            log.warning("ignored a chunk Ollama sent after its final chunk")
+            if self.loop is None:  # after a loop was stopped, the rest is expected
+                log.warning("ignored a chunk Ollama sent after its final chunk")
             return []
         events: list[Event] = []
         machine = self.machine
@@ -126,6 +133,10 @@ class ResponseTranslator:
             events += self._emit_call(call.name, call.arguments, printed=False)
         if chunk.thinking or chunk.content or chunk.tool_calls:
             self.produced_output = True
+        if not chunk.done and (chunk.thinking or chunk.content):
+            loop = self.repetition_guard.feed(chunk.thinking + chunk.content)
+            if loop is not None:
+                return events + self._stop_loop(loop)
         if chunk.done and self.text_calls is not None:
             events += self._emit_text(self.text_calls.finish())
         if chunk.done:
@@ -141,6 +152,22 @@ class ResponseTranslator:
                 truncated=chunk.done_reason == "length",
             )
         return events
+
+    def _stop_loop(self, loop: Repetition) -> list[Event]:
+        """End the answer as if ``max_tokens`` were reached: the model is looping."""
+        self.loop = loop
+        self.done = True
+        self.done_reason = "loop"
+        self.output_tokens = self.approx_output_tokens
+        log.warning(
+            "the model repeated a %d-character span %d times (%r…); its answer was ended with"
+            " stop_reason max_tokens and Ollama's generation stopped (loop_guard_chars)",
+            loop.span, loop.repeats, loop.sample,
+        )
+        events = self._emit_text(self.text_calls.finish()) if self.text_calls is not None else []
+        return events + self.machine.finish(
+            input_tokens=self.estimated_input_tokens, output_tokens=self.output_tokens, truncated=True
+        )
 
     def _emit_call(self, name: str, arguments: Any, *, printed: bool) -> list[Event]:
         repaired = repair_tool_call(name, arguments, self.tools)

@@ -1,0 +1,98 @@
+"""What the real Claude Code gets when the model misbehaves in its answer: a runaway
+loop, a call written only in its thinking. Claude Code 2.1.328 with ``-p`` through the
+proxy and the fake Ollama; assertions on what Ollama received and what Claude Code printed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from typing import Any
+
+import pytest
+import trio
+from trio_websocket import open_websocket_url
+
+from tests.claude_code import claude_code_binary, claude_code_env
+from tests.fake_ollama import Chunk, Recorded, text_stream
+
+LOOP_LINE = "I should check the configuration file once more.\n"
+
+
+@pytest.fixture(scope="module")
+def claude_bin():
+    try:
+        return claude_code_binary()
+    except RuntimeError as exc:  # no npm, or the registry is unreachable
+        pytest.skip(str(exc))
+
+
+def is_agent_turn(record: Recorded) -> bool:
+    return bool(record.body and record.body.get("tools"))
+
+
+async def run_claude(claude_bin, proxy, tmp_path, prompt: str, *extra: str) -> tuple[dict[str, Any], list[dict]]:
+    """Claude Code's JSON output, and the live view's events meanwhile."""
+    work = tmp_path / "project"
+    work.mkdir(exist_ok=True)
+    command = [str(claude_bin), "-p", prompt, "--output-format", "json", *extra]
+    feed: list[dict] = []
+
+    async def watch_feed(task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with open_websocket_url(proxy.url.replace("http://", "ws://") + "/v1/events") as ws:
+            task_status.started()
+            while True:
+                feed.append(json.loads(await ws.get_message()))
+
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(watch_feed)
+            result = await trio.run_process(
+                command, cwd=work, env=claude_code_env(proxy.url, tmp_path / "home"),
+                capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL,
+            )
+            await trio.sleep(0.2)  # the last events are on their way
+            nursery.cancel_scope.cancel()
+    stdout = result.stdout.decode()
+    try:
+        output = json.loads(stdout)
+    except ValueError:
+        pytest.fail(f"Claude Code printed no JSON (exit {result.returncode}):\n{stdout[-2000:]}\n{result.stderr[-2000:]!r}")
+    print(json.dumps(output)[:2000])
+    return output, feed
+
+
+async def test_a_looping_model_is_stopped_and_its_output_bounded(fake_ollama, proxy, claude_bin, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="proxy.stream")
+    loop = [Chunk(content=LOOP_LINE) for _ in range(3000)]  # ~150 KB if nobody stopped it
+    turns = {"n": 0}
+
+    def answer(record: Recorded, index: int):
+        if not is_agent_turn(record):
+            return text_stream("Side answer", prompt_eval_count=20, eval_count=2)
+        turns["n"] += 1
+        if turns["n"] == 1:
+            return [*loop, Chunk(done=True, done_reason="stop", prompt_eval_count=900, eval_count=30000)]
+        return text_stream("Stopped repeating; the configuration is fine.", prompt_eval_count=950, eval_count=9)
+
+    fake_ollama.on_chat = answer
+    output, feed = await run_claude(claude_bin, proxy, tmp_path, "check the configuration")
+    agent = [r for r in fake_ollama.chat_requests if is_agent_turn(r)]
+    # The first answer was cut short: the proxy hung up on Ollama mid-loop.
+    first_index = fake_ollama.chat_requests.index(agent[0])
+    cut = [d for d in fake_ollama.disconnects if d.request_index == first_index]
+    assert cut and cut[0].body_bytes < 150_000, cut  # of ~450 KB: socket buffers hold a little
+    # Its num_predict was what the window leaves, not Claude Code's 128000.
+    options = agent[0].body["options"]
+    assert agent[0].body["options"]["num_predict"] <= options["num_ctx"] < 128000
+    # The log and the live view say why.
+    assert any("repeated a" in r.getMessage() and "max_tokens" in r.getMessage() for r in caplog.records)
+    loops = [e for e in feed if e["type"] == "loop"]
+    assert len(loops) == 1 and loops[0]["span_chars"] == len(LOOP_LINE)
+    finished = [e for e in feed if e["type"] == "finished" and e["request_id"] == loops[0]["request_id"]]
+    assert finished and finished[0]["stop_reason"] == "max_tokens"
+    # Claude Code took the max_tokens ending and went on to a normal answer.
+    assert output["is_error"] is False
+    assert "the configuration is fine" in output["result"]
+    assert len(agent) == 2

@@ -1,0 +1,88 @@
+"""The loop guard (proxy/stream/repetition.py) and what the translator does when it fires."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from proxy.stream.repetition import RepetitionGuard
+from proxy.stream.translator import ResponseTranslator
+
+
+def feed_all(guard: RepetitionGuard, text: str, piece: int = 7):
+    for i in range(0, len(text), piece):
+        hit = guard.feed(text[i:i + piece])
+        if hit is not None:
+            return hit, i + piece
+    return None, len(text)
+
+
+@pytest.mark.parametrize(
+    "text, span",
+    [
+        ("I will read the file again.\n" * 300, 28),
+        ("ha" * 3000, 2),
+        ("Let me think about this. " * 5 + "Wait, " * 2000, 6),
+        (("x" * 900 + "\n") * 10, 901),
+    ],
+    ids=["line", "two-chars", "word-after-prose", "long-span"],
+)
+def test_a_loop_is_stopped_soon_after_it_fills_the_window(text, span):
+    guard = RepetitionGuard(4000)
+    hit, at = feed_all(guard, text)
+    assert hit is not None and hit.span == span and hit.repeats >= 4
+    assert at <= text.index(text[-span * 4:]) + 4000 + 200  # within a check of filling the window
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "".join(f"line {i}: value {i * i}\n" for i in range(600)),  # similar lines, not the same
+        "=" * 80 + "\n" + "| a | b |\n" * 30 + "".join(f"word{i} " for i in range(1000)),  # a short run only
+        json.dumps([{"id": i, "name": f"item {i}", "ok": True} for i in range(300)]),
+    ],
+    ids=["numbered-lines", "short-runs", "json-array"],
+)
+def test_varied_output_is_never_stopped(text):
+    assert feed_all(RepetitionGuard(4000), text)[0] is None
+
+
+def test_off_when_the_window_is_zero():
+    assert feed_all(RepetitionGuard(0), "ha" * 10000)[0] is None
+
+
+def test_the_translator_ends_a_looping_answer_as_max_tokens():
+    translator = ResponseTranslator(client_model="claude-x", input_tokens=10, loop_guard_chars=2000)
+    events = translator.start()
+    line = json.dumps({"message": {"role": "assistant", "content": "again and again\n"}, "done": False})
+    for _ in range(400):
+        events += translator.feed((line + "\n").encode())
+        if translator.done:
+            break
+    assert translator.loop is not None and translator.loop.span == 16
+    names = [type(e).__name__ for e in events]
+    assert names[-2:] == ["MessageDelta", "MessageStop"]
+    assert events[-2].stop_reason == "max_tokens"
+    assert translator.feed((line + "\n").encode()) == []  # what Ollama still sends is ignored
+
+
+@pytest.mark.parametrize("cap", [True, False])
+async def test_num_predict_is_what_the_window_leaves(fake_ollama, start_proxy, cap):
+    import httpx
+    import trio
+
+    from tests.fake_ollama import text_stream
+
+    proxy = await start_proxy(cap_num_predict=cap)
+    fake_ollama.script_chat(text_stream("ok"))
+    body = {"model": "claude-x", "max_tokens": 128000, "stream": False, "messages": [{"role": "user", "content": "hi"}]}
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            response = await client.post("/v1/messages", json=body)
+    assert response.status_code == 200
+    options = fake_ollama.chat_requests[-1].body["options"]
+    if cap:
+        assert 256 <= options["num_predict"] < options["num_ctx"]
+    else:
+        assert options["num_predict"] == 128000
