@@ -96,3 +96,31 @@ async def test_a_looping_model_is_stopped_and_its_output_bounded(fake_ollama, pr
     assert output["is_error"] is False
     assert "the configuration is fine" in output["result"]
     assert len(agent) == 2
+
+
+async def test_a_call_written_only_in_the_thinking_is_run(fake_ollama, proxy, claude_bin, tmp_path):
+    target = tmp_path / "project" / "notes.txt"
+    call = {"name": "Write", "arguments": {"file_path": str(target), "content": "from the thinking\n"}}
+    turns = {"n": 0}
+
+    def answer(record: Recorded, index: int):
+        if not is_agent_turn(record):
+            return text_stream("Side answer", prompt_eval_count=20, eval_count=2)
+        turns["n"] += 1
+        if turns["n"] == 1:  # the call only in the thinking; the answer itself is empty
+            thinking = f"The user wants notes.txt. I'll call the tool.\n<tool_call>{json.dumps(call)}</tool_call>"
+            return text_stream("", thinking=thinking, prompt_eval_count=800, eval_count=40)
+        return text_stream("I wrote notes.txt.", prompt_eval_count=900, eval_count=6)
+
+    fake_ollama.on_chat = answer
+    output, feed = await run_claude(claude_bin, proxy, tmp_path, "write notes.txt", "--allowedTools", "Write")
+    assert output["is_error"] is False
+    assert "I wrote notes.txt." in output["result"]
+    assert target.read_text() == "from the thinking\n"
+    agent = [r.body for r in fake_ollama.chat_requests if is_agent_turn(r)]
+    assert len(agent) == 2  # no "[Your previous response had no visible output…]" nudge in between
+    assert "no visible output" not in json.dumps(agent[-1]["messages"])
+    (result,) = [m for m in agent[-1]["messages"] if m["role"] == "tool"]
+    assert result["tool_name"] == "Write"
+    repairs = [e for e in feed if e["type"] == "repair"]
+    assert repairs and "recovered a call the model wrote in its thinking" in repairs[0]["changes"]

@@ -86,3 +86,36 @@ async def test_num_predict_is_what_the_window_leaves(fake_ollama, start_proxy, c
         assert 256 <= options["num_predict"] < options["num_ctx"]
     else:
         assert options["num_predict"] == 128000
+
+
+# -- a call written only in the thinking (proxy/stream/thinking_calls.py) -------------------
+
+WRITE_SCHEMA = {"Write": {"type": "object", "properties": {"file_path": {"type": "string"}, "content": {"type": "string"}}}}
+CALL_TEXT = '<tool_call>{"name": "Write", "arguments": {"file_path": "/tmp/a.txt", "content": "hi"}}</tool_call>'
+
+
+def _answer(thinking: str, content: str) -> list:
+    translator = ResponseTranslator(client_model="claude-x", input_tokens=10, tools=WRITE_SCHEMA)
+    events = translator.start()
+    lines = [{"message": {"role": "assistant", "content": "", "thinking": thinking}, "done": False},
+             {"message": {"role": "assistant", "content": content}, "done": True, "done_reason": "stop"}]
+    for line in lines:
+        events += translator.feed((json.dumps(line) + "\n").encode())
+    return events
+
+
+def test_an_empty_answer_takes_the_call_its_thinking_wrote():
+    events = _answer("I need to create the file. " + CALL_TEXT, "")
+    starts = [e for e in events if type(e).__name__ == "ContentBlockStart"]
+    assert [s.content_block["type"] for s in starts] == ["thinking", "tool_use"]
+    assert starts[-1].content_block["name"] == "Write"
+    assert events[-2].stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize("content", ["Done: nothing to write.", CALL_TEXT.replace("a.txt", "b.txt")])
+def test_a_call_in_the_thinking_beside_a_real_answer_is_never_run(content):
+    events = _answer("For example I could write " + CALL_TEXT, content)
+    calls = [e.content_block for e in events if type(e).__name__ == "ContentBlockStart" and e.content_block["type"] == "tool_use"]
+    deltas = "".join(e.delta.get("partial_json", "") for e in events if type(e).__name__ == "ContentBlockDelta")
+    assert "/tmp/a.txt" not in deltas
+    assert len(calls) == (1 if "b.txt" in content else 0)

@@ -20,6 +20,7 @@ from .machine import ContentBlockMachine, State
 from .ndjson import NDJSONDecoder
 from .repetition import Repetition, RepetitionGuard
 from .text_calls import TextCall, TextCallFilter, TextPiece
+from .thinking_calls import MAX_THINKING, call_in_thinking
 
 __all__ = ["ResponseTranslator", "new_tool_id", "new_message_id"]
 
@@ -81,6 +82,9 @@ class ResponseTranslator:
         self.repetition_guard = RepetitionGuard(loop_guard_chars)
         #: the loop that ended the answer, if one did (the relay then stops reading Ollama)
         self.loop: Repetition | None = None
+        #: the end of the thinking, and whether the answer had text or a call (see thinking_calls)
+        self._thinking = ""
+        self._answered = False
 
     @property
     def approx_output_tokens(self) -> int:
@@ -123,6 +127,10 @@ class ResponseTranslator:
         if chunk.thinking:
             events += machine.thinking(chunk.thinking)
             self.output_chars += len(chunk.thinking)
+            if self.tools:
+                self._thinking = (self._thinking + chunk.thinking)[-MAX_THINKING:]
+        if (chunk.content and chunk.content.strip()) or chunk.tool_calls:
+            self._answered = True
         if chunk.content:
             self.output_chars += len(chunk.content)
             if self.text_calls is None:
@@ -139,6 +147,8 @@ class ResponseTranslator:
                 return events + self._stop_loop(loop)
         if chunk.done and self.text_calls is not None:
             events += self._emit_text(self.text_calls.finish())
+        if chunk.done and not self._answered and self._thinking:
+            events += self._recover_from_thinking()
         if chunk.done:
             self.done = True
             self.done_reason = chunk.done_reason
@@ -152,6 +162,18 @@ class ResponseTranslator:
                 truncated=chunk.done_reason == "length",
             )
         return events
+
+    def _recover_from_thinking(self) -> list[Event]:
+        """The answer is empty: a call written in the thinking is the model's answer."""
+        call = call_in_thinking(self._thinking, list(self.tools))
+        if call is None:
+            return []
+        log.info("the answer was empty; recovered the call to %s that the model wrote in its thinking", call.name)
+        repaired = repair_tool_call(call.name, call.arguments, self.tools)
+        self.repairs += 1
+        self.repair_log.append((repaired.name, ("recovered a call the model wrote in its thinking",) + repaired.changes))
+        self.output_chars += len(repaired.name) + len(str(repaired.arguments))
+        return self.machine.tool_use(tool_id=self._new_tool_id(), name=repaired.name, arguments=repaired.arguments)
 
     def _stop_loop(self, loop: Repetition) -> list[Event]:
         """End the answer as if ``max_tokens`` were reached: the model is looping."""
