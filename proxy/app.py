@@ -324,7 +324,7 @@ class ProxyApp:
             request.ollama["keep_alive"] = _keep_alive(settings.keep_alive)
         translator = ResponseTranslator(
             client_model=body["model"], input_tokens=estimate, tools=request.tools,
-            loop_guard_chars=settings.loop_guard_chars,
+            loop_guard_chars=settings.loop_guard_chars, stop_sequences=body.get("stop_sequences"),
         )
         record = RequestRecord(
             request_id=request_id,

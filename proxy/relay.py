@@ -298,8 +298,8 @@ async def relay_upstream(
                                     # http.disconnect, which must not cancel the drain.
                                     progress["responded"] = True
                                     await sink.complete()
-                                    if translator.loop is not None:
-                                        return  # a looping model: closing stops it at once
+                                    if translator.ended_early:
+                                        return  # a stop sequence or a loop: closing stops Ollama at once
                                     with trio.move_on_after(DRAIN_TIMEOUT):
                                         async for _ in chunks:
                                             pass

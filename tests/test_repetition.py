@@ -119,3 +119,38 @@ def test_a_call_in_the_thinking_beside_a_real_answer_is_never_run(content):
     deltas = "".join(e.delta.get("partial_json", "") for e in events if type(e).__name__ == "ContentBlockDelta")
     assert "/tmp/a.txt" not in deltas
     assert len(calls) == (1 if "b.txt" in content else 0)
+
+
+# -- stop sequences, matched by the proxy (proxy/stream/stop_sequences.py) -----------------
+
+from proxy.stream.stop_sequences import StopMatcher  # noqa: E402
+
+
+@pytest.mark.parametrize("pieces", [["<severity>5</severity>junk"], ["<severity>5</sev", "erity>junk"],
+                                    list("<severity>5</severity>junk")])
+def test_the_stop_sequence_is_found_across_pieces_and_left_out(pieces):
+    matcher = StopMatcher(["</severity>"])
+    sent, matched = "", None
+    for piece in pieces:
+        text, matched = matcher.feed(piece)
+        sent += text
+        if matched:
+            break
+    assert (sent, matched) == ("<severity>5", "</severity>")
+
+
+def test_text_that_only_looked_like_a_sequence_is_sent_at_the_end():
+    matcher = StopMatcher(["</severity>"])
+    assert matcher.feed("a </sev") == ("a ", None)
+    assert matcher.finish() == "</sev"
+
+
+def test_the_translator_answers_stop_sequence_and_names_it():
+    translator = ResponseTranslator(client_model="claude-x", input_tokens=10, stop_sequences=["</severity>"])
+    events = translator.start()
+    for content in ["<severity>", "7</sev", "erity><category>x</category>"]:
+        events += translator.feed((json.dumps({"message": {"role": "assistant", "content": content}, "done": False}) + "\n").encode())
+    assert translator.done and translator.ended_early
+    text = "".join(e.delta.get("text", "") for e in events if type(e).__name__ == "ContentBlockDelta")
+    assert text == "<severity>7"
+    assert (events[-2].stop_reason, events[-2].stop_sequence) == ("stop_sequence", "</severity>")

@@ -455,8 +455,8 @@ def translate_options(body: dict[str, Any]) -> dict[str, Any]:
     for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k")):
         if body.get(ours) is not None:
             options[theirs] = body[ours]
-    if body.get("stop_sequences"):
-        options["stop"] = list(body["stop_sequences"])
+    # stop_sequences are matched by the proxy (proxy/stream/stop_sequences.py): Ollama's
+    # own stop would hide which one matched.
     return options
 
 

@@ -19,6 +19,7 @@ from .events import Event
 from .machine import ContentBlockMachine, State
 from .ndjson import NDJSONDecoder
 from .repetition import Repetition, RepetitionGuard
+from .stop_sequences import StopMatcher
 from .text_calls import TextCall, TextCallFilter, TextPiece
 from .thinking_calls import MAX_THINKING, call_in_thinking
 
@@ -53,6 +54,7 @@ class ResponseTranslator:
         tool_id_factory: Callable[[], str] = new_tool_id,
         message_id: str | None = None,
         loop_guard_chars: int = 0,
+        stop_sequences: list[str] | None = None,
     ) -> None:
         self.client_model = client_model
         self.estimated_input_tokens = input_tokens
@@ -82,6 +84,11 @@ class ResponseTranslator:
         self.repetition_guard = RepetitionGuard(loop_guard_chars)
         #: the loop that ended the answer, if one did (the relay then stops reading Ollama)
         self.loop: Repetition | None = None
+        #: the client's stop_sequences, matched in the text; the one that ended the answer
+        self.stop_matcher = StopMatcher(stop_sequences) if stop_sequences else None
+        self.stop_sequence: str | None = None
+        #: the start of the answer's text (for the log of a check without a verdict)
+        self.text_head = ""
         #: the end of the thinking, and whether the answer had text or a call (see thinking_calls)
         self._thinking = ""
         self._answered = False
@@ -119,7 +126,7 @@ class ResponseTranslator:
                 raise UpstreamError(f"Ollama failed mid-stream: {chunk.error}")
             raise UpstreamError(f"Ollama failed before its first token: {chunk.error}")
         if self.done:
-            if self.loop is None:  # after a loop was stopped, the rest is expected
+            if not self.ended_early:  # after the proxy ended the answer, the rest is expected
                 log.warning("ignored a chunk Ollama sent after its final chunk")
             return []
         events: list[Event] = []
@@ -131,12 +138,23 @@ class ResponseTranslator:
                 self._thinking = (self._thinking + chunk.thinking)[-MAX_THINKING:]
         if (chunk.content and chunk.content.strip()) or chunk.tool_calls:
             self._answered = True
-        if chunk.content:
-            self.output_chars += len(chunk.content)
+        content = chunk.content
+        matched = None
+        if content and self.stop_matcher is not None:
+            content, matched = self.stop_matcher.feed(content)
+        if chunk.done and self.stop_matcher is not None:
+            content += self.stop_matcher.finish()
+        if content:
+            self.output_chars += len(content)
+            if len(self.text_head) < 256:
+                self.text_head += content[: 256 - len(self.text_head)]
             if self.text_calls is None:
-                events += machine.text(chunk.content)
+                events += machine.text(content)
             else:
-                events += self._emit_text(self.text_calls.feed(chunk.content))
+                events += self._emit_text(self.text_calls.feed(content))
+        if matched is not None:
+            self.produced_output = True
+            return events + self._stop_at(matched)
         for call in chunk.tool_calls:
             events += self._emit_call(call.name, call.arguments, printed=False)
         if chunk.thinking or chunk.content or chunk.tool_calls:
@@ -174,6 +192,22 @@ class ResponseTranslator:
         self.repair_log.append((repaired.name, ("recovered a call the model wrote in its thinking",) + repaired.changes))
         self.output_chars += len(repaired.name) + len(str(repaired.arguments))
         return self.machine.tool_use(tool_id=self._new_tool_id(), name=repaired.name, arguments=repaired.arguments)
+
+    @property
+    def ended_early(self) -> bool:
+        """True when the proxy ended the answer before Ollama did (a stop sequence, a loop)."""
+        return self.done and (self.loop is not None or self.stop_sequence is not None)
+
+    def _stop_at(self, sequence: str) -> list[Event]:
+        """End the answer at one of the client's stop sequences."""
+        self.stop_sequence = sequence
+        self.done = True
+        self.done_reason = "stop_sequence"
+        self.output_tokens = self.approx_output_tokens
+        events = self._emit_text(self.text_calls.finish()) if self.text_calls is not None else []
+        return events + self.machine.finish(
+            input_tokens=self.estimated_input_tokens, output_tokens=self.output_tokens, stop_sequence=sequence
+        )
 
     def _stop_loop(self, loop: Repetition) -> list[Event]:
         """End the answer as if ``max_tokens`` were reached: the model is looping."""
