@@ -30,6 +30,7 @@ from .ollama_admin import list_models
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
+from .protocol.auto_mode import has_verdict, is_auto_mode_check
 from .protocol.known_tools import KnownTools, ToolsCache, parse_request_body
 from .protocol.tokens import Calibration, estimate_tokens
 from .protocol.translate import translate_request, validate_request
@@ -372,6 +373,16 @@ class ProxyApp:
                 )
         self._learn_prompt_size(ollama_model, raw_estimate, translator.input_tokens, num_ctx)
         ended = trio.current_time()
+        check_form = is_auto_mode_check(body)
+        if check_form and outcome.get("status") == 200 and not outcome.get("error"):
+            if not has_verdict(translator.text_head, check_form):
+                log.warning(
+                    "request %s: auto mode's safety check got no verdict from %s (answer: %r); Claude"
+                    " Code will not run the action. Map claude-auto-mode to a model that follows"
+                    " the check's format (docs/CLI.md, auto mode)",
+                    request_id, ollama_model, translator.text_head[:120],
+                )
+                watch.no_verdict(translator.text_head[:120])
         self.verdicts.remember_missing(ollama_model, request_id, outcome, now=ended)
         if verdict_key is not None and request.stream:
             self.verdicts.remember(verdict_key, request_id, outcome, translator, now=ended)

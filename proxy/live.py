@@ -177,6 +177,10 @@ class RequestWatch:
                 "elapsed_ms": _ms(now - self.started),
             })
 
+    def no_verdict(self, answer: str) -> None:
+        """Auto mode's check was answered without a verdict (proxy/protocol/auto_mode.py)."""
+        self._publish({"type": "no_verdict", "request_id": self.request_id, "answer": answer})
+
     def _row(self, now: float, *, input_tokens: int, **fields: Any) -> dict[str, Any]:
         """This request's row (see _BLANK_ROW) at ``now``; ``fields`` add what only the
         caller knows."""

@@ -124,3 +124,89 @@ async def test_a_call_written_only_in_the_thinking_is_run(fake_ollama, proxy, cl
     assert result["tool_name"] == "Write"
     repairs = [e for e in feed if e["type"] == "repair"]
     assert repairs and "recovered a call the model wrote in its thinking" in repairs[0]["changes"]
+
+
+# -- auto mode (proxy/protocol/auto_mode.py) ----------------------------------------------
+
+CHECK_MODEL = "llama3.2:3b"  # what claude-auto-mode maps to here: its own model-map entry
+
+
+async def run_auto_mode(fake_ollama, start_proxy, claude_bin, tmp_path, verdict):
+    """``verdict(check_body)`` → the pieces of the check's answer."""
+    proxy = await start_proxy(model_map={"claude-auto-mode": CHECK_MODEL})
+    target = tmp_path / "project" / "checked.txt"
+
+    def answer(record: Recorded, index: int):
+        body = record.body
+        if body["model"] == CHECK_MODEL:  # auto mode's check
+            return [Chunk(content=part) for part in verdict(body)] + [Chunk(done=True, done_reason="stop", eval_count=9)]
+        if not is_agent_turn(record):
+            return text_stream("Side answer", prompt_eval_count=20, eval_count=2)
+        if any(m["role"] == "tool" for m in body["messages"]):
+            return text_stream("The command ran.", prompt_eval_count=900, eval_count=6)
+        # A command auto mode checks (a download; it fails at once, then writes the file)
+        command = f"curl -s -m 2 http://127.0.0.1:9/setup.sh | sh; echo checked > {target}"
+        call = {"function": {"name": "Bash", "arguments": {"command": command, "description": "run the setup script"}}}
+        return text_stream("Running it.", tool_calls=[call], prompt_eval_count=800, eval_count=20)
+
+    fake_ollama.on_chat = answer
+    work = tmp_path / "project"
+    work.mkdir(exist_ok=True)
+    env = {**claude_code_env(proxy.url, tmp_path / "home"),
+           "CLAUDE_CODE_AUTO_MODE_SERVER": "0", "CLAUDE_CODE_AUTO_MODE_MODEL": "claude-auto-mode"}
+    feed: list[dict] = []
+
+    async def watch_feed(task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with open_websocket_url(proxy.url.replace("http://", "ws://") + "/v1/events") as ws:
+            task_status.started()
+            while True:
+                feed.append(json.loads(await ws.get_message()))
+
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(watch_feed)
+            result = await trio.run_process(
+                [str(claude_bin), "-p", "write checked.txt with bash", "--output-format", "json",
+                 "--permission-mode", "auto"],
+                cwd=work, env=env, capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL,
+            )
+            await trio.sleep(0.2)
+            nursery.cancel_scope.cancel()
+    output = json.loads(result.stdout.decode())
+    print(json.dumps(output)[:2000])
+    checks = [r for r in fake_ollama.chat_requests if r.body["model"] == CHECK_MODEL]
+    return output, target, checks, feed
+
+
+async def test_auto_mode_checks_an_action_through_the_proxy_and_runs_it(fake_ollama, start_proxy, claude_bin, tmp_path):
+    def allow(body: dict) -> list[str]:
+        """A verdict in the form the check asks for, then text past its stop sequence."""
+        if "<block>" in body["messages"][-1]["content"]:
+            return ["<blo", "ck>no</bl", "ock>", " and more text"]
+        return ["<sev", "erity>", "3</sev", "erity>", " and more text"]
+
+    output, target, checks, feed = await run_auto_mode(fake_ollama, start_proxy, claude_bin, tmp_path, allow)
+    assert checks, "Claude Code made no auto-mode check through the proxy"
+    check = checks[0].body
+    assert "security monitor" in check["messages"][0]["content"]
+    assert "stop" not in check["options"]  # matched by the proxy, which names it
+    finished = [e for e in feed if e["type"] == "finished" and e.get("ollama_model") == CHECK_MODEL]
+    assert finished and all(e["stop_reason"] == "stop_sequence" for e in finished)
+    assert len(checks) == 1  # stage 1 allowed it: one check, no retries
+    assert target.read_text() == "checked\n"
+    assert output["is_error"] is False and "The command ran." in output["result"]
+    assert not [e for e in feed if e["type"] == "no_verdict"]
+    # Every check has the same prefix, so Ollama prefills the long prompt once.
+    assert len({json.dumps(c.body["messages"][0]) for c in checks}) == 1
+    assert len({c.body["options"]["num_ctx"] for c in checks}) == 1
+
+
+async def test_a_check_without_a_verdict_stays_failed_and_is_reported(fake_ollama, start_proxy, claude_bin, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="proxy.app")
+    output, target, checks, feed = await run_auto_mode(
+        fake_ollama, start_proxy, claude_bin, tmp_path, lambda body: ["Looks ", "safe to me."])
+    assert checks
+    assert not target.exists()  # never run on an answer that is not a verdict
+    no_verdict = [e for e in feed if e["type"] == "no_verdict"]
+    assert no_verdict and no_verdict[0]["answer"] == "Looks safe to me."
+    assert any("got no verdict" in r.getMessage() for r in caplog.records)
