@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
+import os
 import secrets
+import signal
 from importlib import resources
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
@@ -151,19 +154,23 @@ class ProxyApp:
             self.client = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except ConfigError as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+        async with trio.open_nursery() as nursery:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    try:
+                        await self.startup()
+                    except ConfigError as exc:
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
+                    if multiprocessing.parent_process() is not None:
+                        nursery.start_soon(watch_parent, os.getppid())
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    nursery.cancel_scope.cancel()
+                    await self.shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
                     return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -477,6 +484,30 @@ class ProxyApp:
                 ("x-content-type-options", "nosniff"),
             ],
         )
+
+
+#: how often a Hypercorn worker checks that the process that started it is still there
+PARENT_CHECK_INTERVAL = 1.0
+
+
+async def watch_parent(parent: int) -> None:
+    """In a Hypercorn worker process: end this process when its parent is gone.
+
+    Hypercorn's parent process tells its workers to stop through an event it sets on
+    SIGTERM; killed outright (SIGKILL, OOM killer), it sets nothing, and the worker would
+    go on serving the port, unseen by whoever restarts the service. The worker is then
+    re-parented: that is the sign. It ends at once, as a SIGTERM would end it — every
+    open connection closes, which stops Ollama's generations like a client disconnect.
+    """
+    while os.getppid() == parent:
+        await trio.sleep(PARENT_CHECK_INTERVAL)
+    log.warning(
+        "the Hypercorn parent process (pid %d) is gone; this worker (pid %d) stops serving and exits",
+        parent, os.getpid(),
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @functools.cache
