@@ -10,7 +10,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import multiprocessing
+import os
 import secrets
+import signal
 from importlib import resources
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -32,12 +35,14 @@ from .protocol.bounded import DEPTH_LIMIT, BoundedDict, clip, too_deep
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
+from .protocol.auto_mode import has_verdict, is_auto_mode_check
 from .protocol.known_tools import KnownTools, ToolsCache, parse_request_body
 from .protocol.tokens import Calibration, estimate_tokens
 from .protocol.translate import TranslatedRequest, translate_request, validate_count_request, validate_request
 from .relay import RelaySettings, serve_messages
 from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
 from .stream.translator import ResponseTranslator
+from .verdicts import FinalVerdicts
 from .upstream import open_client, probe_version
 
 __all__ = ["ProxyApp", "app"]
@@ -83,6 +88,8 @@ def _keep_alive(value: str) -> str | int:
 #: Bodies from this size on are parsed, checked and translated in a worker thread (smaller
 #: ones on the event loop, where a thread's hand-off would cost more than the work).
 OFF_LOOP_BYTES = 512 * 1024
+#: the least num_predict a capped request gets, even when the estimate fills the window
+MIN_NUM_PREDICT = 256
 
 #: Tells the client its thinking request was dropped because the model cannot think.
 THINKING_DROPPED_HEADER = ("x-proxy-thinking", "dropped")
@@ -142,6 +149,8 @@ class ProxyApp:
         self.live = LiveRequests(Broadcast())
         self._exposure_warned = False
         self._loopback_seen: str | None = None
+        #: final failures of streams, for the client's non-streaming retry of the same request
+        self.verdicts = FinalVerdicts()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -169,6 +178,8 @@ class ProxyApp:
             ping_interval=settings.ping_interval,
             busy_retries=max(1, settings.busy_retries),
             busy_retry_window=settings.busy_retry_window,
+            busy_retry_after=max(0, settings.busy_retry_after),
+            crash_retries=max(0, settings.crash_retries),
         )
         self.live = LiveRequests(Broadcast(buffer=settings.events_buffer))
         #: worker threads for big bodies (see _off_loop): CPU-bound, so few
@@ -228,19 +239,23 @@ class ProxyApp:
             self.client = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except ConfigError as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+        async with trio.open_nursery() as nursery:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    try:
+                        await self.startup()
+                    except ConfigError as exc:
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
+                    if multiprocessing.parent_process() is not None:
+                        nursery.start_soon(watch_parent, os.getppid())
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    nursery.cancel_scope.cancel()
+                    await self.shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
                     return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -383,7 +398,7 @@ class ProxyApp:
     # -- handlers ------------------------------------------------------------------
 
     async def messages(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        facts: dict[str, Any] = {}
+        facts: dict[str, Any] = {"session": header(scope, b"x-claude-code-session-id")}
         try:
             await self._messages(scope, receive, send, request_id, facts)
         except ProxyError as exc:
@@ -401,6 +416,10 @@ class ProxyApp:
         body = await self._off_loop(size, validate_request, raw)
         settings = self.settings
         ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
+        verdict_key = (facts["session"], body["model"], ollama_model) if facts["session"] else None
+        self.verdicts.known_missing(ollama_model, request_id, now=trio.current_time())
+        if verdict_key is not None and not body.get("stream"):
+            self.verdicts.repeat(verdict_key, request_id, now=trio.current_time())
         capabilities = await self.capabilities.get(ollama_model)
         native_tools = capabilities.tools or not body.get("tools")
         if not native_tools and not settings.tool_emulation:
@@ -472,9 +491,17 @@ class ProxyApp:
         if num_ctx > self.num_ctx_high_water.get(ollama_model, 0):
             self.num_ctx_high_water[ollama_model] = num_ctx
         request.ollama["options"]["num_ctx"] = num_ctx
+        if settings.cap_num_predict:
+            # Claude Code asks for 128000 output tokens whatever the window: past the window
+            # Ollama shifts the context and a looping model never stops.
+            room = max(num_ctx - estimate, MIN_NUM_PREDICT)
+            request.ollama["options"]["num_predict"] = min(body["max_tokens"], room)
         if settings.keep_alive:
             request.ollama["keep_alive"] = _keep_alive(settings.keep_alive)
-        translator = ResponseTranslator(client_model=body["model"], input_tokens=estimate, tools=request.tools)
+        translator = ResponseTranslator(
+            client_model=body["model"], input_tokens=estimate, tools=request.tools,
+            loop_guard_chars=settings.loop_guard_chars, stop_sequences=body.get("stop_sequences"),
+        )
         record = RequestRecord(
             request_id=request_id,
             client_model=body["model"],
@@ -531,6 +558,19 @@ class ProxyApp:
                 del self.num_ctx_high_water[ollama_model]
         self._learn_prompt_size(ollama_model, raw_estimate, translator.input_tokens, num_ctx)
         ended = trio.current_time()
+        check_form = is_auto_mode_check(body)
+        if check_form and outcome.get("status") == 200 and not outcome.get("error"):
+            if not has_verdict(translator.text_head, check_form):
+                log.warning(
+                    "request %s: auto mode's safety check got no verdict from %s (answer: %r); Claude"
+                    " Code will not run the action. Map claude-auto-mode to a model that follows"
+                    " the check's format (docs/CLI.md, auto mode)",
+                    request_id, ollama_model, translator.text_head[:120],
+                )
+                watch.no_verdict(translator.text_head[:120])
+        self.verdicts.remember_missing(ollama_model, request_id, outcome, now=ended)
+        if verdict_key is not None and request.stream:
+            self.verdicts.remember(verdict_key, request_id, outcome, translator, now=ended)
         log_request_end(record, ended=ended, outcome=outcome, translator=translator)
         watch.finish(outcome=outcome, translator=translator, now=ended)
 
@@ -626,6 +666,30 @@ class ProxyApp:
                 ("x-content-type-options", "nosniff"),
             ],
         )
+
+
+#: how often a Hypercorn worker checks that the process that started it is still there
+PARENT_CHECK_INTERVAL = 1.0
+
+
+async def watch_parent(parent: int) -> None:
+    """In a Hypercorn worker process: end this process when its parent is gone.
+
+    Hypercorn's parent process tells its workers to stop through an event it sets on
+    SIGTERM; killed outright (SIGKILL, OOM killer), it sets nothing, and the worker would
+    go on serving the port, unseen by whoever restarts the service. The worker is then
+    re-parented: that is the sign. It ends at once, as a SIGTERM would end it — every
+    open connection closes, which stops Ollama's generations like a client disconnect.
+    """
+    while os.getppid() == parent:
+        await trio.sleep(PARENT_CHECK_INTERVAL)
+    log.warning(
+        "the Hypercorn parent process (pid %d) is gone; this worker (pid %d) stops serving and exits",
+        parent, os.getpid(),
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @functools.cache

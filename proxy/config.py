@@ -306,8 +306,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("idle_timeout", 300.0, _parse_float, "seconds allowed between two chunks"),
     Setting("commit_grace", 1.0, _parse_float, "seconds before the stream is committed"),
     Setting("ping_interval", 10.0, _parse_float, "seconds between keepalive pings"),
-    Setting("busy_retries", 3, _parse_int, "tries when Ollama answers 503"),
+    Setting("busy_retries", 1, _parse_int, "tries when Ollama answers 503 (1: Claude Code retries, not the proxy)"),
     Setting("busy_retry_window", 10.0, _parse_float, "seconds all busy retries may take"),
+    Setting("busy_retry_after", 5, _parse_int, "seconds the client is told to wait (retry-after) when Ollama is busy"),
+    Setting(
+        "crash_retries", 1, _parse_int,
+        "quick retries when Ollama fails before any output (runner crash, unreachable, connection lost)",
+    ),
     Setting("graceful_timeout", 30.0, _parse_float, "seconds in-flight streams get on shutdown"),
     Setting(
         "sequential_tools", True, _parse_bool,
@@ -319,6 +324,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("num_ctx", 0, _parse_int, "pin Ollama's num_ctx for every request (0: size each request to fit)"),
     Setting("max_num_ctx", 0, _parse_int, "the largest num_ctx the proxy asks for (0: the model's own maximum)"),
+    Setting(
+        "cap_num_predict", True, _parse_bool,
+        "limit Ollama's num_predict to what the context window leaves after the prompt",
+    ),
+    Setting(
+        "loop_guard_chars", 4000, _parse_int,
+        "end an answer whose last N characters are one span repeated (stop_reason max_tokens; 0: off)",
+    ),
     Setting("keep_alive", None, _parse_optional_str, "how long Ollama keeps the model loaded (e.g. 30m, -1); unset: Ollama's default"),
     Setting(
         "strict_thinking", False, _parse_bool,

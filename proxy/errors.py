@@ -18,7 +18,7 @@ after it::
     ├── PoolExhausted               (529 overloaded_error) the proxy's own Ollama connection limit
     └── UpstreamError               (500 api_error)        Ollama failed us
         ├── UpstreamUnreachable     (502 api_error)        connect refused / DNS / connect timeout
-        ├── UpstreamModelNotFound   (404 not_found_error)  Ollama 404
+        ├── UpstreamModelNotFound   (400 invalid_request_error)  Ollama 404
         ├── UpstreamBadRequest      (400 invalid_request_error)  Ollama 400
         ├── UpstreamBusy            (529 overloaded_error) Ollama 503
         ├── UpstreamTimeout         (504 api_error)        first-content or idle timeout
@@ -26,6 +26,13 @@ after it::
 
 Ollama's statuses and transport failures are mapped to these in one place:
 :mod:`proxy.upstream`.
+
+Retries: Claude Code retries a 5xx or 529 up to ten times with backoff unless the answer
+says ``x-should-retry: false``. Each error class says which side retries it
+(``should_retry``): only being busy (``UpstreamBusy``, ``PoolExhausted``, with
+``retry-after``) and ``ShuttingDown`` are left to the client;
+every other answer is final, the proxy having already made the one quick retry that can
+help (docs/STREAMING.md, "Who retries").
 """
 
 from __future__ import annotations
@@ -58,12 +65,17 @@ class ProxyError(Exception):
 
     status: int = 500
     error_type: str = "api_error"
+    #: False: the answer is final, and says so (``x-should-retry: false``) so that the
+    #: client does not send the same request again
+    should_retry: bool = False
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         #: extra response headers (e.g. ``retry-after``) used when answering before the stream.
         self.headers = dict(headers or {})
+        if not self.should_retry:
+            self.headers.setdefault("x-should-retry", "false")
 
     def to_body(self) -> dict:
         return error_body(self.error_type, self.message)
@@ -122,6 +134,7 @@ class ShuttingDown(ProxyError):
 
     status = 529
     error_type = "overloaded_error"
+    should_retry = True  # the retry reaches the proxy once it is back (or another replica)
 
     def __init__(self) -> None:
         super().__init__("the proxy is shutting down")
@@ -132,6 +145,7 @@ class PoolExhausted(ProxyError):
 
     status = 529
     error_type = "overloaded_error"
+    should_retry = True  # busy like UpstreamBusy: the client waits retry-after and tries again
 
 
 class UpstreamError(ProxyError):
@@ -144,8 +158,12 @@ class UpstreamUnreachable(UpstreamError):
 
 
 class UpstreamModelNotFound(UpstreamError):
-    status = 404
-    error_type = "not_found_error"
+    """A 400, not a 404: Claude Code replaces the message of any 404 with its own "issue
+    with the selected model (claude-…)", which names the Claude model and drops the fix
+    (``ollama pull …``); a 400's message is shown as it is."""
+
+    status = 400
+    error_type = "invalid_request_error"
 
 
 class UpstreamBadRequest(UpstreamError):
@@ -154,8 +172,11 @@ class UpstreamBadRequest(UpstreamError):
 
 
 class UpstreamBusy(UpstreamError):
+    """The one failure the client retries (after ``retry-after``): Ollama's queue is full."""
+
     status = 529
     error_type = "overloaded_error"
+    should_retry = True
 
 
 class UpstreamTimeout(UpstreamError):

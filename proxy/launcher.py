@@ -29,6 +29,7 @@ import trio
 from .config import describe_source
 from .errors import ProxyError
 from .ollama_admin import describe_models, open_admin_client
+from .protocol.auto_mode import AUTO_MODE_MODEL
 from .protocol.models import resolve_model
 
 __all__ = ["claude_models", "claude_environment", "find_running_proxy", "context_window", "run_claude"]
@@ -80,6 +81,11 @@ def claude_environment(
     env.update(claude_models(settings))
     env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"  # no telemetry, no update checks
     env["CLAUDE_CODE_ATTRIBUTION_HEADER"] = "0"  # the per-request billing header defeats Ollama's prefix cache
+    # Auto mode's safety check runs on Anthropic's servers; behind the proxy Claude Code
+    # makes the check itself, through the proxy, with a model name of its own (a model-map
+    # entry: claude-auto-mode=MODEL). See proxy/protocol/auto_mode.py.
+    env.setdefault("CLAUDE_CODE_AUTO_MODE_SERVER", "0")
+    env.setdefault("CLAUDE_CODE_AUTO_MODE_MODEL", AUTO_MODE_MODEL)
     if context_tokens:
         for name in CONTEXT_VARIABLES:
             env.setdefault(name, str(context_tokens))

@@ -134,11 +134,12 @@ def _ollama_message(body: bytes) -> str:
     return clip(text, ERROR_TEXT_LIMIT)
 
 
-def status_error(status: int, body: bytes, *, model: str) -> UpstreamError:
+def status_error(status: int, body: bytes, *, model: str, retry_after: int = 5) -> UpstreamError:
     """Map a non-200 answer of Ollama's ``/api/chat`` to the error the client should see.
 
     ``body`` is the raw response body (Ollama sends ``{"error": "…"}``); ``model`` is the
-    Ollama model that was asked for.
+    Ollama model that was asked for; ``retry_after`` is the wait, in seconds, a client
+    is told when Ollama is busy (the one failure left to the client to retry).
     """
     message = _ollama_message(body)
     if status == 404:
@@ -149,8 +150,12 @@ def status_error(status: int, body: bytes, *, model: str) -> UpstreamError:
     if status == 400:
         return UpstreamBadRequest(f"Ollama rejected the request for {model!r}: {message}")
     if status in (429, 503):
-        return UpstreamBusy(f"Ollama is busy: {message}", headers={"retry-after": "5"})
-    return UpstreamError(f"Ollama answered HTTP {status}: {message}")
+        return UpstreamBusy(f"Ollama is busy: {message}", headers={"retry-after": str(retry_after)})
+    return UpstreamError(
+        f"Ollama answered HTTP {status} for {model!r}: {message}. If its model runner crashed,"
+        " `ollama ps` and Ollama's log say why (often: the model and its context do not fit in"
+        " memory; try a smaller model or a lower max_num_ctx)."
+    )
 
 
 def _connections(limit: int | None) -> str:
@@ -160,11 +165,13 @@ def _connections(limit: int | None) -> str:
 
 
 def transport_error(
-    exc: Exception, *, url: str, streaming: bool, client: httpx.AsyncClient | None = None
+    exc: Exception, *, url: str, streaming: bool, produced_output: bool = True,
+    client: httpx.AsyncClient | None = None,
 ) -> ProxyError:
     """Map an httpx failure. ``streaming``: whether Ollama had already answered 200;
-    ``client``: the client that failed, whose connection limit (for a pool timeout) and
-    URL origin (``from OLLAMA_HOST``, said in the hint) the message names."""
+    ``produced_output``: whether its answer had carried any output yet; ``client``: the
+    client that failed, whose connection limit (for a pool timeout) and URL origin
+    (``from OLLAMA_HOST``, said in the hint) the message names."""
     if isinstance(exc, ProxyError):
         return exc
     if isinstance(exc, httpx.PoolTimeout):
@@ -185,8 +192,9 @@ def transport_error(
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeout(f"Ollama at {url} timed out: {exc or type(exc).__name__}")
     if streaming:
+        where = "mid-stream" if produced_output else "before its first token"
         return UpstreamProtocolError(
-            f"Ollama's connection broke mid-stream ({type(exc).__name__}: {exc or 'no detail'})"
+            f"Ollama's connection broke {where} ({type(exc).__name__}: {exc or 'no detail'})"
         )
     return UpstreamProtocolError(
         f"Ollama at {url} closed the connection before answering ({type(exc).__name__}: {exc or 'no detail'})"

@@ -96,3 +96,45 @@ async def test_claude_code_writes_a_file_through_the_proxy(fake_ollama, proxy, c
     assert all(finished[e["request_id"]]["status"] == 200 for e in started)
     assert any(finished[e["request_id"]]["stop_reason"] == "tool_use" for e in started)
     assert {e["ollama_model"] for e in started} == {"qwen3:8b"}
+
+
+async def test_claude_code_loads_a_deferred_tool_through_tool_search(fake_ollama, proxy, claude_bin, tmp_path):
+    """ToolSearch's answer (tool_reference blocks) reaches the model as words naming the
+    tools, and a deferred tool is offered to the model only once it was loaded."""
+    work = tmp_path / "project"
+    work.mkdir()
+
+    def offered(body: dict) -> set[str]:
+        return {t["function"]["name"] for t in body.get("tools", [])}
+
+    def answer(record: Recorded, index: int):
+        body = record.body
+        if "ToolSearch" not in offered(body):
+            return text_stream("Side answer", prompt_eval_count=50, eval_count=3)
+        if "WebFetch" in offered(body):
+            return text_stream("WebFetch is ready to use.", prompt_eval_count=900, eval_count=6)
+        call = {"function": {"name": "ToolSearch", "arguments": {"query": "select:WebFetch", "max_results": 5}}}
+        return text_stream("Loading the fetch tool.", tool_calls=[call], prompt_eval_count=800, eval_count=20)
+
+    fake_ollama.on_chat = answer
+    command = [str(claude_bin), "-p", "load the web fetch tool", "--output-format", "json"]
+    with trio.fail_after(120):
+        result = await trio.run_process(
+            command, cwd=work, env=claude_code_env(proxy.url, tmp_path / "home"),
+            capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL,
+        )
+    stdout = result.stdout.decode()
+    agent_turns = [r.body for r in fake_ollama.chat_requests if "ToolSearch" in offered(r.body)]
+    diagnostics = f"exit {result.returncode}\nstdout: {stdout[-3000:]}\n" + "\n".join(
+        f"turn {i}: tools={sorted(offered(b))} last={json.dumps(b['messages'][-1])[:300]}" for i, b in enumerate(agent_turns))
+    print(diagnostics)
+    output = json.loads(stdout)
+    assert output["is_error"] is False, diagnostics
+    assert "WebFetch is ready to use." in output["result"]
+    first, second = agent_turns[0], agent_turns[-1]
+    # Claude Code sends a deferred placeholder from the start; the model never sees it.
+    assert "DeferredToolPlaceholder" not in offered(first) | offered(second)
+    assert "WebFetch" not in offered(first) and "WebFetch" in offered(second)
+    (search_result,) = [m for m in second["messages"] if m["role"] == "tool"]
+    assert search_result["tool_name"] == "ToolSearch"
+    assert "Loaded the tool WebFetch" in search_result["content"], diagnostics

@@ -216,16 +216,16 @@ async def test_recent_requests_and_errors_come_from_the_snapshot(fake_ollama, pr
             ok = await client.post(proxy.url + "/v1/messages", json={**BODY, "stream": False})
             missing = await client.post(proxy.url + "/v1/messages", json=BODY)
             refused = await client.post(proxy.url + "/v1/messages", json={"model": "claude-x", "messages": []})
-        assert (ok.status_code, missing.status_code, refused.status_code) == (200, 404, 400)
+        assert (ok.status_code, missing.status_code, refused.status_code) == (200, 400, 400)
         page = await open_dashboard(browser, proxy)
         await page.wait_for("document.querySelectorAll('#request-rows tr').length === 3")
         shown = await rows(page)
     ids = [ok.headers["request-id"], missing.headers["request-id"], refused.headers["request-id"]]
     assert list(shown) == ids[::-1]  # newest first
     assert shown[ids[0]]["state"] == "ok" and shown[ids[0]]["in"] == "77" and shown[ids[0]]["out"] == "3"
-    assert shown[ids[1]]["state"] == "error" and shown[ids[1]]["http"] == "404"
+    assert shown[ids[1]]["state"] == "error" and shown[ids[1]]["http"] == "400"
     assert shown[ids[2]]["state"] == "error" and shown[ids[2]]["model"] == "claude-x"
-    assert [shown[i]["status"] for i in ids] == ["200 · end_turn", "not_found_error · 404", "invalid_request_error · 400"]
+    assert [shown[i]["status"] for i in ids] == ["200 · end_turn", "invalid_request_error · 400", "invalid_request_error · 400"]
     assert await counts(page) == {"live": 0, "done": 1, "cancelled": 0, "errors": 2, "repairs": 0, "dropped": 0}
 
 

@@ -80,7 +80,7 @@ async def test_per_model_tables_keep_only_models_ollama_confirmed(fake_ollama, s
             for name in names:
                 thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
                 response = await client.post("/v1/messages", json={**SMALL, "model": name, **thinking})
-                assert response.status_code == 404
+                assert response.status_code == 400  # a missing model is a 400: Claude Code shows its message (issue 16)
                 assert "ollama pull" in response.json()["error"]["message"]
     app = proxy.app
     # Ollama never confirmed one of them (the last request ends just after its answer).
@@ -127,11 +127,13 @@ async def test_huge_model_names_and_ollama_errors_are_cut_short_in_answers_and_l
             assert "model" in response.json()["error"]["message"]
 
             # Ollama's own error body is read with a cap and echoed cut short.
-            fake_ollama.script_chat([Status(500, body={"error": "boom " * 1_000_000})])
+            # (twice: a 500 gets the proxy's one quick retry)
+            for _ in range(2):
+                fake_ollama.script_chat([Status(500, body={"error": "boom " * 1_000_000})])
             response = await client.post("/v1/messages", json=SMALL)
             assert response.status_code == 500
             message = response.json()["error"]["message"]
-            assert message.startswith("Ollama answered HTTP 500: boom boom"), message[:300]
+            assert message.startswith("Ollama answered HTTP 500 for 'qwen3:8b': boom boom"), message[:300]
             assert len(message) < 2000
     longest = max(len(record.getMessage()) for record in caplog.records)
     assert longest < 4000

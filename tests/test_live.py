@@ -164,13 +164,13 @@ async def test_an_ollama_error_and_a_refused_request_are_error_events(fake_ollam
             await viewer.next()
             upstream = await post(proxy, BODY)
             refused = await post(proxy, {"model": "claude-x", "messages": []})
-            assert (upstream.status_code, refused.status_code) == (404, 400)
+            assert (upstream.status_code, refused.status_code) == (400, 400)
             await viewer.until(lambda e: e["type"] == "finished" and e["request_id"] == refused.headers["request-id"])
     errors = {e["request_id"]: e for e in viewer.events if e["type"] == "error"}
     finished = {e["request_id"]: e for e in viewer.events if e["type"] == "finished"}
     first = errors[upstream.headers["request-id"]]
-    assert first["status"] == 404 and first["error_type"] == "not_found_error" and "not found" in first["message"]
-    assert finished[upstream.headers["request-id"]]["status"] == 404
+    assert first["status"] == 400 and first["error_type"] == "invalid_request_error" and "not found" in first["message"]
+    assert finished[upstream.headers["request-id"]]["status"] == 400
     second = errors[refused.headers["request-id"]]
     assert second["status"] == 400 and "max_tokens" in second["message"]
     assert finished[refused.headers["request-id"]]["model"] == "claude-x"

@@ -251,12 +251,12 @@ async def test_end_record_of_a_failed_request(fake_ollama, start_proxy, tmp_path
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             response = await client.post("/v1/messages", json={**BODY, "stream": False})
-    assert response.status_code == 404
+    assert response.status_code == 400
     (end,) = await wait_for_event(log_file, "proxy.request.end")
     a = end["Attributes"]
-    assert a["http.response.status_code"] == 404
+    assert a["http.response.status_code"] == 400
     assert a["proxy.stream"] is False
-    assert a["error.type"] == "not_found_error"
+    assert a["error.type"] == "invalid_request_error"
     assert "ollama pull qwen3:8b" in a["proxy.error_message"]
     assert a["proxy.time_to_first_token_ms"] is None
     assert a["proxy.stop_reason"] is None
@@ -340,14 +340,14 @@ async def test_an_ollama_404_is_one_record(fake_ollama, start_proxy, tmp_path):
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             response = await client.post("/v1/messages", json={**BODY, "stream": False})
-    assert response.status_code == 404
+    assert response.status_code == 400  # Claude Code shows a 400's message (issue 16)
     (end,) = await wait_for_event(log_file, "proxy.request.end")
     records = read_records(log_file)
     about_it = [r for r in records if "missing:1b" in r["Body"] and r["SeverityNumber"] >= 9
                 and r.get("EventName") != "proxy.request.start"]
     assert about_it == [end]
-    assert (end["SeverityText"], end["Attributes"]["error.type"]) == ("WARNING", "not_found_error")
-    assert "failed: 404" in end["Body"] and "ollama pull missing:1b" in end["Body"]
+    assert (end["SeverityText"], end["Attributes"]["error.type"]) == ("WARNING", "invalid_request_error")
+    assert "failed: 400" in end["Body"] and "ollama pull missing:1b" in end["Body"]
     assert [r for r in records if r["SeverityNumber"] >= 13] == [end]
 
 

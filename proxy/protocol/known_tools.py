@@ -58,8 +58,11 @@ class KnownTools:
         self.tools = tools
         #: len() of the tools as compact JSON (the token estimate): see proxy.protocol.tokens
         self.json_length: int | None = None
-        #: (functions, schemas, left-out server tools): see proxy.protocol.translate
-        self.translation: tuple[list[dict[str, Any]], dict[str, Any], list[tuple[Any, Any]]] | None = None
+        #: (functions, schemas, left-out server tools, the tool_reference-loaded names it
+        #: was made for): see proxy.protocol.translate
+        self.translation: (
+            tuple[list[dict[str, Any]], dict[str, Any], list[tuple[Any, Any]], frozenset[str]] | None
+        ) = None
         #: JSON of ``functions`` as json.dumps encodes it in Ollama's body
         self.functions_json: str | None = None
         #: their nesting was found within the limit (see proxy.protocol.bounded.too_deep)

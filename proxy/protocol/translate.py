@@ -233,6 +233,9 @@ def _add_media(block: Any, kind: Any, path: str, texts: list[str], images: list[
 def _tool_result(
     block: dict[str, Any], path: str, tool_names: dict[str, str]
 ) -> dict[str, Any]:
+    """One ``tool_result`` → an Ollama tool message. ``tool_reference`` blocks (what
+    Claude Code's ToolSearch returns: the tools it loaded) become a sentence naming them;
+    the tools themselves are offered from then on (see :func:`referenced_tools`)."""
     tool_use_id = block.get("tool_use_id")
     if not isinstance(tool_use_id, str):
         raise _fail(f"{path}.tool_use_id", "must be a string")
@@ -242,11 +245,19 @@ def _tool_result(
     if isinstance(content, str):
         texts.append(content)
     elif isinstance(content, list):
+        loaded: list[str] = []
         for k, inner in enumerate(content):
             inner_path = f"{path}.content.{k}"
             kind = inner.get("type") if isinstance(inner, dict) else None
-            if not _add_media(inner, kind, inner_path, texts, images):
+            if kind == "tool_reference" and isinstance(inner.get("tool_name"), str):
+                loaded.append(inner["tool_name"])
+            elif not _add_media(inner, kind, inner_path, texts, images):
                 log.info("dropped a %s block inside a tool_result at %s", clip(repr(kind)), inner_path)
+        if loaded:
+            texts.append(
+                f"Loaded {'the tool' if len(loaded) == 1 else 'the tools'} {', '.join(loaded)}:"
+                " now in your tool list; call them directly."
+            )
     elif content is not None:
         raise _fail(f"{path}.content", "must be a string or an array of content blocks")
     text = "\n\n".join(texts)
@@ -425,32 +436,56 @@ def translate_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return _merge_same_role(out)
 
 
+def referenced_tools(messages: list[Any]) -> frozenset[str]:
+    """Names of the tools that ``tool_reference`` blocks in tool results have loaded."""
+    names: set[str] = set()
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if message.get("role") != "user" or not isinstance(content, list):
+            continue
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+                for inner in block["content"]:
+                    if isinstance(inner, dict) and inner.get("type") == "tool_reference":
+                        name = inner.get("tool_name")
+                        if isinstance(name, str):
+                            names.add(name)
+    return frozenset(names)
+
+
 def translate_tools(
     body: dict[str, Any], known_tools: KnownTools | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, dict]]:
     """Client tools → Ollama function tools; server tools are left out with a log line.
 
+    A tool marked ``defer_loading`` is offered only once a ``tool_reference`` in the
+    conversation has loaded it (Claude Code's ToolSearch): a small model is not shown
+    every tool's schema, nor Claude Code's ``DeferredToolPlaceholder``.
+
     ``known_tools``: the body's tools as parse_request_body found them; they are then
-    translated once for every request that has them (the result is shared: read-only).
+    translated once for every request that has them and loads the same tools (the
+    result is shared: read-only).
     """
     tools = body.get("tools") or []
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "none":
         return [], {}
+    loaded = referenced_tools(body["messages"])
     if known_tools is not None and body.get("tools") is known_tools.tools:
-        if known_tools.translation is None:
-            known_tools.translation = _translate_tools(tools)
-        functions, schemas, left_out = known_tools.translation
+        if known_tools.translation is None or known_tools.translation[3] != loaded:
+            known_tools.translation = _translate_tools(tools, loaded)
+            known_tools.functions_json = None
+        functions, schemas, left_out, _ = known_tools.translation
     else:
-        functions, schemas, left_out = _translate_tools(tools)
+        functions, schemas, left_out, _ = _translate_tools(tools, loaded)
     for name, kind in left_out:
         log.info("left out server tool %s (type %s): Ollama cannot run it", clip(repr(name)), clip(repr(kind)))
     return functions, schemas
 
 
 def _translate_tools(
-    tools: list[dict[str, Any]],
-) -> tuple[list[dict[str, Any]], dict[str, dict], list[tuple[Any, Any]]]:
+    tools: list[dict[str, Any]], loaded: frozenset[str] = frozenset()
+) -> tuple[list[dict[str, Any]], dict[str, dict], list[tuple[Any, Any]], frozenset[str]]:
     functions: list[dict[str, Any]] = []
     schemas: dict[str, dict] = {}
     left_out: list[tuple[Any, Any]] = []
@@ -458,6 +493,8 @@ def _translate_tools(
         if tool.get("type") not in (None, "custom"):
             left_out.append((tool["name"], tool["type"]))
             continue
+        if tool.get("defer_loading") is True and tool["name"] not in loaded:
+            continue  # not loaded yet: ToolSearch offers it by name
         schema = tool.get("input_schema") or {"type": "object", "properties": {}}
         description = tool.get("description")
         functions.append(
@@ -471,7 +508,7 @@ def _translate_tools(
             }
         )
         schemas[tool["name"]] = schema
-    return functions, schemas, left_out
+    return functions, schemas, left_out, loaded
 
 
 def translate_options(body: dict[str, Any]) -> dict[str, Any]:
@@ -479,8 +516,8 @@ def translate_options(body: dict[str, Any]) -> dict[str, Any]:
     for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k")):
         if body.get(ours) is not None:
             options[theirs] = body[ours]
-    if body.get("stop_sequences"):
-        options["stop"] = list(body["stop_sequences"])
+    # stop_sequences are matched by the proxy (proxy/stream/stop_sequences.py): Ollama's
+    # own stop would hide which one matched.
     return options
 
 

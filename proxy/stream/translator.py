@@ -18,7 +18,10 @@ from .chunks import OllamaChunk, parse_chunk
 from .events import Event
 from .machine import ContentBlockMachine, State
 from .ndjson import NDJSONDecoder
+from .repetition import Repetition, RepetitionGuard
+from .stop_sequences import StopMatcher
 from .text_calls import TextCall, TextCallFilter, TextPiece
+from .thinking_calls import MAX_THINKING, call_in_thinking
 
 __all__ = ["ResponseTranslator", "new_tool_id", "new_message_id"]
 
@@ -50,6 +53,8 @@ class ResponseTranslator:
         tools: dict[str, dict[str, Any]] | None = None,
         tool_id_factory: Callable[[], str] = new_tool_id,
         message_id: str | None = None,
+        loop_guard_chars: int = 0,
+        stop_sequences: list[str] | None = None,
     ) -> None:
         self.client_model = client_model
         self.estimated_input_tokens = input_tokens
@@ -75,6 +80,18 @@ class ResponseTranslator:
         self._unsent: list[Event] = []
         #: finds tool calls printed as text; only when the client offered tools
         self.text_calls = TextCallFilter(list(self.tools)) if self.tools else None
+        #: ends the answer when the model repeats one span (loop_guard_chars; 0: off)
+        self.repetition_guard = RepetitionGuard(loop_guard_chars)
+        #: the loop that ended the answer, if one did (the relay then stops reading Ollama)
+        self.loop: Repetition | None = None
+        #: the client's stop_sequences, matched in the text; the one that ended the answer
+        self.stop_matcher = StopMatcher(stop_sequences) if stop_sequences else None
+        self.stop_sequence: str | None = None
+        #: the start of the answer's text (for the log of a check without a verdict)
+        self.text_head = ""
+        #: the end of the thinking, and whether the answer had text or a call (see thinking_calls)
+        self._thinking = ""
+        self._answered = False
 
     @property
     def approx_output_tokens(self) -> int:
@@ -105,27 +122,51 @@ class ResponseTranslator:
 
     def feed_chunk(self, chunk: OllamaChunk) -> list[Event]:
         if chunk.error is not None:
-            raise UpstreamError(f"Ollama failed mid-stream: {chunk.error}")
+            if self.produced_output:
+                raise UpstreamError(f"Ollama failed mid-stream: {chunk.error}")
+            raise UpstreamError(f"Ollama failed before its first token: {chunk.error}")
         if self.done:
-            log.warning("ignored a chunk Ollama sent after its final chunk")
+            if not self.ended_early:  # after the proxy ended the answer, the rest is expected
+                log.warning("ignored a chunk Ollama sent after its final chunk")
             return []
         events: list[Event] = []
         machine = self.machine
         if chunk.thinking:
             events += machine.thinking(chunk.thinking)
             self.output_chars += len(chunk.thinking)
-        if chunk.content:
-            self.output_chars += len(chunk.content)
+            if self.tools:
+                self._thinking = (self._thinking + chunk.thinking)[-MAX_THINKING:]
+        if (chunk.content and chunk.content.strip()) or chunk.tool_calls:
+            self._answered = True
+        content = chunk.content
+        matched = None
+        if content and self.stop_matcher is not None:
+            content, matched = self.stop_matcher.feed(content)
+        if chunk.done and self.stop_matcher is not None:
+            content += self.stop_matcher.finish()
+        if content:
+            self.output_chars += len(content)
+            if len(self.text_head) < 256:
+                self.text_head += content[: 256 - len(self.text_head)]
             if self.text_calls is None:
-                events += machine.text(chunk.content)
+                events += machine.text(content)
             else:
-                events += self._emit_text(self.text_calls.feed(chunk.content))
+                events += self._emit_text(self.text_calls.feed(content))
+        if matched is not None:
+            self.produced_output = True
+            return events + self._stop_at(matched)
         for call in chunk.tool_calls:
             events += self._emit_call(call.name, call.arguments, printed=False)
         if chunk.thinking or chunk.content or chunk.tool_calls:
             self.produced_output = True
+        if not chunk.done and (chunk.thinking or chunk.content):
+            loop = self.repetition_guard.feed(chunk.thinking + chunk.content)
+            if loop is not None:
+                return events + self._stop_loop(loop)
         if chunk.done and self.text_calls is not None:
             events += self._emit_text(self.text_calls.finish())
+        if chunk.done and not self._answered and self._thinking:
+            events += self._recover_from_thinking()
         if chunk.done:
             self.done = True
             self.done_reason = chunk.done_reason
@@ -139,6 +180,50 @@ class ResponseTranslator:
                 truncated=chunk.done_reason == "length",
             )
         return events
+
+    def _recover_from_thinking(self) -> list[Event]:
+        """The answer is empty: a call written in the thinking is the model's answer."""
+        call = call_in_thinking(self._thinking, list(self.tools))
+        if call is None:
+            return []
+        log.info("the answer was empty; recovered the call to %s that the model wrote in its thinking", call.name)
+        repaired = repair_tool_call(call.name, call.arguments, self.tools)
+        self.repairs += 1
+        self.repair_log.append((repaired.name, ("recovered a call the model wrote in its thinking",) + repaired.changes))
+        self.output_chars += len(repaired.name) + len(str(repaired.arguments))
+        return self.machine.tool_use(tool_id=self._new_tool_id(), name=repaired.name, arguments=repaired.arguments)
+
+    @property
+    def ended_early(self) -> bool:
+        """True when the proxy ended the answer before Ollama did (a stop sequence, a loop)."""
+        return self.done and (self.loop is not None or self.stop_sequence is not None)
+
+    def _stop_at(self, sequence: str) -> list[Event]:
+        """End the answer at one of the client's stop sequences."""
+        self.stop_sequence = sequence
+        self.done = True
+        self.done_reason = "stop_sequence"
+        self.output_tokens = self.approx_output_tokens
+        events = self._emit_text(self.text_calls.finish()) if self.text_calls is not None else []
+        return events + self.machine.finish(
+            input_tokens=self.estimated_input_tokens, output_tokens=self.output_tokens, stop_sequence=sequence
+        )
+
+    def _stop_loop(self, loop: Repetition) -> list[Event]:
+        """End the answer as if ``max_tokens`` were reached: the model is looping."""
+        self.loop = loop
+        self.done = True
+        self.done_reason = "loop"
+        self.output_tokens = self.approx_output_tokens
+        log.warning(
+            "the model repeated a %d-character span %d times (%r…); its answer was ended with"
+            " stop_reason max_tokens and Ollama's generation stopped (loop_guard_chars)",
+            loop.span, loop.repeats, loop.sample,
+        )
+        events = self._emit_text(self.text_calls.finish()) if self.text_calls is not None else []
+        return events + self.machine.finish(
+            input_tokens=self.estimated_input_tokens, output_tokens=self.output_tokens, truncated=True
+        )
 
     def _emit_call(self, name: str, arguments: Any, *, printed: bool) -> list[Event]:
         repaired = repair_tool_call(name, arguments, self.tools)
@@ -163,6 +248,13 @@ class ResponseTranslator:
                 events += self.machine.text(piece.text)
                 after_call = False
         return events
+
+    def restart(self) -> None:
+        """Forget a failed attempt that produced no output, for a retry: a fresh decoder."""
+        if self.produced_output:
+            raise RuntimeError("cannot restart a response that produced output")
+        self.decoder = NDJSONDecoder()
+        self._unsent = []
 
     def end(self) -> list[Event]:
         """Ollama's body ended. Raises UpstreamProtocolError unless the final chunk came."""
