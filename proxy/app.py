@@ -31,10 +31,12 @@ from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
 from .protocol.known_tools import KnownTools, ToolsCache, parse_request_body
+from .protocol.thinking import wants_thinking
 from .protocol.tokens import Calibration, estimate_tokens
 from .protocol.translate import translate_request, validate_request
 from .relay import RelaySettings, serve_messages
 from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
+from .stream.dialects import dialects_for_template, native_dialect, template_opens_think
 from .stream.translator import ResponseTranslator
 from .upstream import open_client, probe_version
 
@@ -255,6 +257,7 @@ class ProxyApp:
             sequential_tools=settings.sequential_tools,
             native_tools=native_tools,
             known_tools=known_tools,
+            call_dialect=native_dialect(capabilities.template),
         )
         if not native_tools:
             log.info("request %s: %s has no native tool calling; tools are emulated in the prompt", request_id, ollama_model)
@@ -281,7 +284,7 @@ class ProxyApp:
                 emulated = translate_request(
                     body, ollama_model=ollama_model, can_think=capabilities.thinking,
                     sequential_tools=settings.sequential_tools, native_tools=False,
-                    known_tools=known_tools,
+                    known_tools=known_tools, call_dialect=native_dialect(capabilities.template),
                 ).ollama
                 for key in ("options", "keep_alive", "think"):  # as decided for this request
                     if key in current:
@@ -305,7 +308,14 @@ class ProxyApp:
         request.ollama["options"]["num_ctx"] = num_ctx
         if settings.keep_alive:
             request.ollama["keep_alive"] = _keep_alive(settings.keep_alive)
-        translator = ResponseTranslator(client_model=body["model"], input_tokens=estimate, tools=request.tools)
+        translator = ResponseTranslator(
+            client_model=body["model"],
+            input_tokens=estimate,
+            tools=request.tools,
+            dialects=dialects_for_template(capabilities.template),
+            thinking=wants_thinking(body),
+            think_open=template_opens_think(capabilities.template),
+        )
         record = RequestRecord(
             request_id=request_id,
             client_model=body["model"],

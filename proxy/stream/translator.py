@@ -18,7 +18,9 @@ from .chunks import OllamaChunk, parse_chunk
 from .events import Event
 from .machine import ContentBlockMachine, State
 from .ndjson import NDJSONDecoder
+from .dialects import Dialect
 from .text_calls import TextCall, TextCallFilter, TextPiece
+from .think_text import ThinkTagFilter
 
 __all__ = ["ResponseTranslator", "new_tool_id", "new_message_id"]
 
@@ -50,6 +52,9 @@ class ResponseTranslator:
         tools: dict[str, dict[str, Any]] | None = None,
         tool_id_factory: Callable[[], str] = new_tool_id,
         message_id: str | None = None,
+        dialects: tuple[Dialect, ...] | None = None,
+        thinking: bool = False,
+        think_open: bool = False,
     ) -> None:
         self.client_model = client_model
         self.estimated_input_tokens = input_tokens
@@ -73,8 +78,14 @@ class ResponseTranslator:
         self.repair_log: list[tuple[str, tuple[str, ...]]] = []
         #: events of the good lines read together with a bad one (sent before the error)
         self._unsent: list[Event] = []
-        #: finds tool calls printed as text; only when the client offered tools
-        self.text_calls = TextCallFilter(list(self.tools)) if self.tools else None
+        #: finds tool calls printed as text, in ``dialects`` (best first); only when the
+        #: client offered tools
+        self.text_calls = TextCallFilter(list(self.tools), dialects) if self.tools else None
+        #: splits ``<think>…</think>`` printed in the content off the text; ``think_open``:
+        #: the template opened it, so the content starts inside it
+        self.think_tags = ThinkTagFilter(starts_inside=think_open)
+        #: whether the client asked for thinking (else printed thinking is removed)
+        self.thinking_requested = thinking
 
     @property
     def approx_output_tokens(self) -> int:
@@ -116,16 +127,20 @@ class ResponseTranslator:
             self.output_chars += len(chunk.thinking)
         if chunk.content:
             self.output_chars += len(chunk.content)
-            if self.text_calls is None:
-                events += machine.text(chunk.content)
+            if self.think_tags.done:
+                events += self._content(chunk.content)
             else:
-                events += self._emit_text(self.text_calls.feed(chunk.content))
+                events += self._think_split(*self.think_tags.feed(chunk.content))
         for call in chunk.tool_calls:
-            events += self._emit_call(call.name, call.arguments, printed=False)
+            events += self._emit_call(call.name, call.arguments)
         if chunk.thinking or chunk.content or chunk.tool_calls:
             self.produced_output = True
-        if chunk.done and self.text_calls is not None:
-            events += self._emit_text(self.text_calls.finish())
+        if chunk.done:
+            if not self.think_tags.done:
+                events += self._think_split(*self.think_tags.finish())
+                self._log_removed_thinking()
+            if self.text_calls is not None:
+                events += self._emit_text(self.text_calls.finish())
         if chunk.done:
             self.done = True
             self.done_reason = chunk.done_reason
@@ -140,9 +155,37 @@ class ResponseTranslator:
             )
         return events
 
-    def _emit_call(self, name: str, arguments: Any, *, printed: bool) -> list[Event]:
+    def _content(self, text: str) -> list[Event]:
+        if not text:
+            return []
+        if self.text_calls is None:
+            return self.machine.text(text)
+        return self._emit_text(self.text_calls.feed(text))
+
+    def _think_split(self, thinking: str, text: str) -> list[Event]:
+        """Thinking printed in the content: a thinking block if the client asked for one."""
+        events: list[Event] = []
+        if thinking and self.thinking_requested:
+            events += self.machine.thinking(thinking)
+        if self.think_tags.done:
+            self._log_removed_thinking()
+        return events + self._content(text)
+
+    def _log_removed_thinking(self) -> None:
+        removed, self.think_tags.thinking_chars = self.think_tags.thinking_chars, 0
+        if removed:
+            if self.thinking_requested:
+                log.info("the model printed its thinking in the text (%d characters): sent as a thinking block", removed)
+            else:
+                log.info(
+                    "removed %d characters of thinking the model printed in its text (the client did not ask for thinking)",
+                    removed,
+                )
+
+    def _emit_call(self, name: str, arguments: Any, *, printed: str = "") -> list[Event]:
+        """``printed``: the dialect of a call recovered from the text ('' for a native one)."""
         repaired = repair_tool_call(name, arguments, self.tools)
-        changes = (("recovered a call the model printed as text",) if printed else ()) + repaired.changes
+        changes = ((f"recovered a call the model printed as text ({printed})",) if printed else ()) + repaired.changes
         if changes:
             self.repairs += 1
             self.repair_log.append((repaired.name, changes))
@@ -157,7 +200,7 @@ class ResponseTranslator:
         after_call = False
         for piece in pieces:
             if isinstance(piece, TextCall):
-                events += self._emit_call(piece.name, piece.arguments, printed=True)
+                events += self._emit_call(piece.name, piece.arguments, printed=piece.dialect or "text")
                 after_call = True
             elif not (after_call and not piece.text.strip()):  # the newline after a call
                 events += self.machine.text(piece.text)
