@@ -173,6 +173,8 @@ class TextCallFilter:
         opener = next(o for o, _ in candidates if buf.startswith(o))
         if self._in_fence or self._in_code:
             return NO, opener  # an example inside code, never a call
+        if not final and len(buf) < self._table.longest and buf in self._table.prefixes:
+            return MORE, opener  # "[T" may still become "[TOOL_CALLS]"
         result: Any = NO
         for start, dialects in candidates:
             if not buf.startswith(start):

@@ -86,6 +86,8 @@ class ResponseTranslator:
         self.think_tags = ThinkTagFilter(starts_inside=think_open)
         #: whether the client asked for thinking (else printed thinking is removed)
         self.thinking_requested = thinking
+        #: blank text since the last printed call (None: no call, or text came after it)
+        self._blank_after_call: str | None = None
 
     @property
     def approx_output_tokens(self) -> int:
@@ -197,14 +199,15 @@ class ResponseTranslator:
 
     def _emit_text(self, pieces: list[TextPiece | TextCall]) -> list[Event]:
         events: list[Event] = []
-        after_call = False
         for piece in pieces:
             if isinstance(piece, TextCall):
                 events += self._emit_call(piece.name, piece.arguments, printed=piece.dialect or "text")
-                after_call = True
-            elif not (after_call and not piece.text.strip()):  # the newline after a call
-                events += self.machine.text(piece.text)
-                after_call = False
+                self._blank_after_call = ""
+            elif self._blank_after_call is not None and not piece.text.strip():
+                self._blank_after_call += piece.text  # the newlines after a call: layout, unless text follows
+            else:
+                events += self.machine.text((self._blank_after_call or "") + piece.text)
+                self._blank_after_call = None
         return events
 
     def end(self) -> list[Event]:
