@@ -63,6 +63,8 @@ class _Table:
     """Openers of a set of dialects, compiled once per set."""
 
     search: re.Pattern[str]
+    #: any character an opener starts with (text without one passes straight through)
+    firsts: re.Pattern[str]
     #: every proper prefix of an opener (text ending in one may still become it)
     prefixes: frozenset[str]
     longest: int
@@ -84,6 +86,7 @@ def _table(dialects: tuple[Dialect, ...]) -> _Table:
         by_first.setdefault(opener[0], []).append((opener, tuple(owners[opener])))
     return _Table(
         search=re.compile("|".join(re.escape(o) for o in openers)),
+        firsts=re.compile("[" + re.escape("".join(sorted({o[0] for o in openers} | {"`"}))) + "]"),
         prefixes=frozenset(o[:i] for o in openers for i in range(1, len(o))),
         longest=max(len(o) for o in openers),
         by_first={k: tuple(v) for k, v in by_first.items()},
@@ -115,8 +118,23 @@ class TextCallFilter:
         return self._held
 
     def feed(self, text: str) -> list[TextPiece | TextCall]:
-        self._held += text
-        return self._drain(final=False)
+        if self._held or not (
+            self._table.firsts.search(text) is None
+            or "`" not in text and (self._in_fence or self._in_code and "\n" not in text)
+        ):
+            self._held += text
+            return self._drain(final=False)
+        if not text:
+            return []
+        # the common case: nothing held and nothing that may start a call
+        if self._after_call and text.strip():
+            self._after_call = False
+        if "\n" in text:
+            self._in_code = False
+            self._blank_line = not text[text.rfind("\n") + 1 :].strip(" \t")
+        elif self._blank_line and text.strip(" \t"):
+            self._blank_line = False
+        return [TextPiece(text)]
 
     def finish(self) -> list[TextPiece | TextCall]:
         return self._drain(final=True)
@@ -129,6 +147,12 @@ class TextCallFilter:
         buf = self._held
         table = self._table
         while buf:
+            if self._in_fence or self._in_code:  # inside code nothing is a call: skip to a backtick
+                stop = re.search("`" if self._in_fence else "[`\n]", buf)
+                if stop is None or stop.start():
+                    self._release(text, buf[: stop.start() if stop else len(buf)])
+                    buf = buf[stop.start() :] if stop else ""
+                    continue
             found = table.search.search(buf)
             if found is None:
                 start = len(buf) if final else self._cut_opener(buf)

@@ -86,6 +86,7 @@ class ResponseTranslator:
         self.think_tags = ThinkTagFilter(starts_inside=think_open)
         #: whether the client asked for thinking (else printed thinking is removed)
         self.thinking_requested = thinking
+        self._think_done = False
         #: blank text since the last printed call (None: no call, or text came after it)
         self._blank_after_call: str | None = None
 
@@ -129,7 +130,7 @@ class ResponseTranslator:
             self.output_chars += len(chunk.thinking)
         if chunk.content:
             self.output_chars += len(chunk.content)
-            if self.think_tags.done:
+            if self._think_done:
                 events += self._content(chunk.content)
             else:
                 events += self._think_split(*self.think_tags.feed(chunk.content))
@@ -138,7 +139,7 @@ class ResponseTranslator:
         if chunk.thinking or chunk.content or chunk.tool_calls:
             self.produced_output = True
         if chunk.done:
-            if not self.think_tags.done:
+            if not self._think_done:
                 events += self._think_split(*self.think_tags.finish())
                 self._log_removed_thinking()
             if self.text_calls is not None:
@@ -170,6 +171,7 @@ class ResponseTranslator:
         if thinking and self.thinking_requested:
             events += self.machine.thinking(thinking)
         if self.think_tags.done:
+            self._think_done = True
             self._log_removed_thinking()
         return events + self._content(text)
 
@@ -200,7 +202,9 @@ class ResponseTranslator:
     def _emit_text(self, pieces: list[TextPiece | TextCall]) -> list[Event]:
         events: list[Event] = []
         for piece in pieces:
-            if isinstance(piece, TextCall):
+            if self._blank_after_call is None and type(piece) is TextPiece:
+                events += self.machine.text(piece.text)
+            elif isinstance(piece, TextCall):
                 events += self._emit_call(piece.name, piece.arguments, printed=piece.dialect or "text")
                 self._blank_after_call = ""
             elif self._blank_after_call is not None and not piece.text.strip():
