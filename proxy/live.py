@@ -155,6 +155,7 @@ class RequestWatch:
                 "request_id": self.request_id,
                 "tool": repair[0],
                 "changes": list(repair[1]),
+                "dialect": repair[2] or None,
                 "repairs": self.repairs,
             })
         if now >= self._next_progress and self.first_output is not None:

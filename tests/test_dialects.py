@@ -93,8 +93,9 @@ def test_sample_through_the_translator_at_every_split(dialect, sample):
         assert blocks(message) == want, pieces
         assert message["stop_reason"] == "tool_use"
     # the repair log (and so the log line and the live view's repair event) names the dialect
-    said = [change for _, changes in message["repair_log"] for change in changes if "printed as text" in change]
-    assert said and all(f"({dialect.name})" in c or (dialect.name == "mistral_args") for c in said), said
+    said = [change for _, changes, _ in message["repair_log"] for change in changes if "printed as text" in change]
+    assert said and all(c.endswith(f"({dialect.name})") for c in said), said
+    assert {name for _, _, name in message["repair_log"]} == {dialect.name}
 
 
 @pytest.mark.parametrize(("dialect", "sample"), SAMPLES, ids=IDS)

@@ -74,8 +74,9 @@ class ResponseTranslator:
         self.output_chars = 0
         #: tool calls whose arguments had to be repaired (for the request log)
         self.repairs = 0
-        #: (tool name, what was changed) for each repaired call, in order (for the live view)
-        self.repair_log: list[tuple[str, tuple[str, ...]]] = []
+        #: (tool name, what was changed, the dialect it was printed in or "") for each
+        #: repaired call, in order (for the live view)
+        self.repair_log: list[tuple[str, tuple[str, ...], str]] = []
         #: events of the good lines read together with a bad one (sent before the error)
         self._unsent: list[Event] = []
         #: finds tool calls printed as text, in ``dialects`` (best first); only when the
@@ -192,7 +193,7 @@ class ResponseTranslator:
         changes = ((f"recovered a call the model printed as text ({printed})",) if printed else ()) + repaired.changes
         if changes:
             self.repairs += 1
-            self.repair_log.append((repaired.name, changes))
+            self.repair_log.append((repaired.name, changes, printed))
             log.info("repaired tool call %s: %s", repaired.name, "; ".join(changes))
         self.output_chars += len(repaired.name) + len(str(repaired.arguments))
         return self.machine.tool_use(
