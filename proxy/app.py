@@ -314,7 +314,8 @@ class ProxyApp:
             tools=request.tools,
             dialects=dialects_for_template(capabilities.template),
             thinking=wants_thinking(body),
-            think_open=template_opens_think(capabilities.template),
+            # Ollama parses the thinking of a model it knows thinks: then content starts outside
+            think_open=not capabilities.thinking and template_opens_think(capabilities.template),
         )
         record = RequestRecord(
             request_id=request_id,

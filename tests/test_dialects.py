@@ -251,6 +251,15 @@ THINK_CASES = [
     ("unclosed", "<think>Still thinking when it stopped", False, "Still thinking when it stopped", ""),
     ("tag-later-is-text", "Answer first. <think>not thinking</think>", False, "", "Answer first. <think>not thinking</think>"),
 ]
+# the template opened <think> but the model never closed it: without client thinking it was the answer
+NEVER_CLOSED = "Just the answer, no thinking."
+
+
+@pytest.mark.parametrize("size", [1, 3, 100])
+def test_a_template_opened_think_never_closed_is_the_answer_when_thinking_was_not_asked(size):
+    pieces = [NEVER_CLOSED[i : i + size] for i in range(0, len(NEVER_CLOSED), size)]
+    assert blocks(translate(pieces, think_open=True)) == [("text", NEVER_CLOSED)]
+    assert blocks(translate(pieces, think_open=True, thinking=True)) == [("thinking", NEVER_CLOSED)]
 
 
 @pytest.mark.parametrize(("content", "opened", "thinking", "text"), [c[1:] for c in THINK_CASES], ids=[c[0] for c in THINK_CASES])
@@ -270,7 +279,8 @@ def test_thinking_then_a_printed_call():
 
 @pytest.mark.parametrize("asked", [True, False])
 async def test_printed_thinking_through_the_server(fake_ollama, proxy, asked, caplog):
-    fake_ollama.models.append(Model("deepseek-r1:8b", capabilities=("completion", "tools", "thinking"),
+    # a custom Modelfile: Ollama does not know it thinks, so it does not parse its thinking
+    fake_ollama.models.append(Model("deepseek-r1:8b", capabilities=("completion", "tools"),
                                     template="{{- range .Messages }}{{ .Content }}{{ end }}<｜Assistant｜><think>\n"))
     content = "Hmm, the user greets me.\n</think>\n\nHello!"
     fake_ollama.script_chat([Chunk(content=c) for c in content] + text_stream(""))
@@ -329,3 +339,14 @@ def test_the_whole_text_entry_point():
     assert (out[1].name, out[1].arguments, out[1].dialect) == ("Bash", {"command": "ls"}, "hermes")
     assert recover_calls_from_text(text, ["Write"]) == [TextPiece(text)]
     assert recover_calls_from_text(text, ["Bash"], dialects=(BY_NAME["mistral"],)) == [TextPiece(text)]
+
+
+async def test_a_model_ollama_knows_thinks_is_not_read_as_starting_inside_think(fake_ollama, proxy):
+    """Ollama parses the thinking of a model with the thinking capability: its content is the
+    answer even though the template opens <think>."""
+    fake_ollama.models.append(Model("deepseek-r1:14b", capabilities=("completion", "tools", "thinking"),
+                                    template="{{ .Prompt }}<｜Assistant｜><think>\n"))
+    fake_ollama.script_chat(text_stream("Hello there!", thinking="The user greets me."))
+    with trio.fail_after(30):
+        message = await sdk_message(proxy, model="deepseek-r1:14b")
+    assert sdk_blocks(message) == [("text", "Hello there!")]

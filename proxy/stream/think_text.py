@@ -7,7 +7,9 @@ template itself wrote ``<think>`` at the end of the prompt — everything up to 
 ``<think>`` or ``</think>`` cut off at the end of a piece.
 
 Only the *start* of the answer can open thinking (after nothing but blank text): a
-``<think>`` tag mentioned later in prose stays text.
+``<think>`` tag mentioned later in prose stays text. When only the template says the answer
+starts inside thinking and the client did not ask for thinking, the text is held until
+``</think>`` (then removed); if it never comes, it was the answer and is released as text.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 __all__ = ["ThinkTagFilter"]
 
 _OPEN, _CLOSE = "<think>", "</think>"
+#: thinking held (to be removed) beyond this is taken for the answer and released
+MAX_KEPT = 1024 * 1024
 
 
 def _cut(text: str, tag: str) -> int:
@@ -28,9 +32,14 @@ def _cut(text: str, tag: str) -> int:
 class ThinkTagFilter:
     """``feed(text)`` / ``finish()`` → ``(thinking, text)`` to emit now."""
 
-    def __init__(self, *, starts_inside: bool = False) -> None:
+    def __init__(self, *, starts_inside: bool = False, keep_until_closed: bool = False) -> None:
         self._state = "inside" if starts_inside else "before"
         self._held = ""
+        #: ``starts_inside`` is only the template's word: with ``keep_until_closed`` the
+        #: thinking is held, not emitted, and if ``</think>`` never comes it was the answer
+        self._keep = starts_inside and keep_until_closed
+        self._kept: list[str] = []
+        self._kept_chars = 0
         #: characters of thinking split off (for the log when they are dropped)
         self.thinking_chars = 0
 
@@ -57,8 +66,19 @@ class ThinkTagFilter:
             if end < 0:
                 cut = _cut(buf, _CLOSE)
                 self._held = buf[cut:]
+                if self._keep:
+                    self._kept.append(buf[:cut])
+                    self._kept_chars += cut
+                    if self._kept_chars > MAX_KEPT:  # too long to be thinking: it is the answer
+                        self._state, text = "done", "".join(self._kept) + self._held
+                        self._kept, self._held = [], ""
+                        return "", text
+                    return "", ""
                 self.thinking_chars += cut
                 return buf[:cut], ""
+            if self._keep:
+                self.thinking_chars += self._kept_chars
+                self._kept = []
             self.thinking_chars += end
             self._state = "after"
             thinking, buf = buf[:end].rstrip("\n"), buf[end + len(_CLOSE) :]
@@ -76,6 +96,9 @@ class ThinkTagFilter:
         """The end of the answer: what is held goes out (unclosed thinking stays thinking)."""
         held, self._held = self._held, ""
         state, self._state = self._state, "done"
+        if state == "inside" and self._keep:  # the template opened thinking, the model never closed it
+            kept, self._kept = "".join(self._kept) + held, []
+            return "", kept
         if state == "inside":
             self.thinking_chars += len(held)
             return held, ""

@@ -84,7 +84,7 @@ class ResponseTranslator:
         self.text_calls = TextCallFilter(list(self.tools), dialects) if self.tools else None
         #: splits ``<think>…</think>`` printed in the content off the text; ``think_open``:
         #: the template opened it, so the content starts inside it
-        self.think_tags = ThinkTagFilter(starts_inside=think_open)
+        self.think_tags = ThinkTagFilter(starts_inside=think_open, keep_until_closed=not thinking)
         #: whether the client asked for thinking (else printed thinking is removed)
         self.thinking_requested = thinking
         self._think_done = False
