@@ -346,7 +346,7 @@ async def test_a_model_ollama_knows_thinks_is_not_read_as_starting_inside_think(
     answer even though the template opens <think>."""
     fake_ollama.models.append(Model("deepseek-r1:14b", capabilities=("completion", "tools", "thinking"),
                                     template="{{ .Prompt }}<｜Assistant｜><think>\n"))
-    fake_ollama.script_chat(text_stream("Hello there!"))
+    fake_ollama.script_chat(text_stream("Hello there!", thinking="The user greets me."))
     with trio.fail_after(30):
-        message = await sdk_message(proxy, model="deepseek-r1:14b")
-    assert sdk_blocks(message) == [("text", "Hello there!")]
+        message = await sdk_message(proxy, model="deepseek-r1:14b", thinking={"type": "enabled", "budget_tokens": 1024})
+    assert sdk_blocks(message) == [("thinking", "The user greets me."), ("text", "Hello there!")]
