@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_text_calls.py [--baseline-rev REV] [--repeat N] [--json PATH]
 
-Streams answers with no call in them through :class:`~proxy.stream.translator.ResponseTranslator`
+Streams answers with no call in them (and two with one big call) through :class:`~proxy.stream.translator.ResponseTranslator`
 (the client offered Claude Code's tools, so the text-call filter is on), in Ollama-sized
 chunks of about 4 characters, and prints the time per chunk. The same answers also go through
 the translator and filter of ``--baseline-rev`` (default: the commit before the dialect
@@ -35,9 +35,18 @@ MARKDOWN = (
     "```python\ndef parse_config(path):\n    with open(path) as f:\n        return {k: v for k, v in (l.split('=') for l in f)}\n```\n\n"
     "- item one: values like [1, 2, 3] and {\"a\": 1} are fine\n- item two: <b>html</b> too\n\n"
 ) * 25
-CORPORA = {"prose, no markers": PROSE, "markdown with code": MARKDOWN}
+_FILE = "".join(f"def f{i}(x):\n    return {{'k': [x, {i}]}}\n" for i in range(400))  # 16 KB of code
+_WRITE = json.dumps({"name": "Write", "arguments": {"file_path": "/tmp/a.py", "content": _FILE}})
+CORPORA = {
+    "prose, no markers": PROSE,
+    "markdown with code": MARKDOWN,
+    # a big call printed as text: held until whole, so what matters is not re-reading it all per chunk
+    "16 KB Write, <tool_call>": f"<tool_call>{_WRITE}</tool_call>",
+    "16 KB Write, ```json": f"```json\n{_WRITE}\n```",
+}
 TOOLS = {name: {"type": "object", "properties": {"command": {"type": "string"}}}
-         for name in ("Bash", "Read", "Write", "Edit", "Glob", "Grep", "Task", "WebFetch", "TodoWrite")}
+         for name in ("Bash", "Read", "Edit", "Glob", "Grep", "Task", "WebFetch", "TodoWrite")}
+TOOLS["Write"] = {"type": "object", "properties": {"file_path": {"type": "string"}, "content": {"type": "string"}}}
 
 
 def _baseline_rev() -> str:

@@ -350,3 +350,28 @@ async def test_a_model_ollama_knows_thinks_is_not_read_as_starting_inside_think(
     with trio.fail_after(30):
         message = await sdk_message(proxy, model="deepseek-r1:14b", thinking={"type": "enabled", "budget_tokens": 1024})
     assert sdk_blocks(message) == [("thinking", "The user greets me."), ("text", "Hello there!")]
+
+
+BIG_FILE = "".join(f"def f{i}(x):\n    return {{'k': [x, {i}], \"s\": \"ü>\"}}\n" for i in range(3000))  # ~150 KB
+
+
+@pytest.mark.parametrize("form", ["hermes", "fenced", "qwen3_coder", "mistral_args"])
+def test_a_big_call_streamed_in_small_pieces_is_recovered_whole(form):
+    """Past RECHECK_FROM the held call is judged again only as it grows: still found, exactly."""
+    arguments = {"file_path": "/tmp/big.py", "content": BIG_FILE}
+    text = {
+        "hermes": f"<tool_call>{json.dumps({'name': 'Write', 'arguments': arguments})}</tool_call>",
+        "fenced": f"```json\n{json.dumps({'name': 'Write', 'arguments': arguments})}\n```",
+        "qwen3_coder": BY_NAME["qwen3_coder"].write("Write", arguments),
+        "mistral_args": BY_NAME["mistral_args"].write("Write", arguments),
+    }[form]
+    filt = TextCallFilter(["Write"])
+    out = [item for i in range(0, len(text), 5) for item in filt.feed(text[i : i + 5])] + filt.finish()
+    assert [(o.name, o.arguments, o.dialect) for o in out] == [("Write", arguments, form if form != "mistral_args" else "mistral")]
+
+
+def test_a_big_fenced_block_that_is_no_call_is_released_whole_at_its_end():
+    text = '```json\n{"name": "Write", "data": [' + ", ".join(str(i) for i in range(2000)) + "]}\n```\nThat is the data."
+    filt = TextCallFilter(["Write"])
+    out = [item for i in range(0, len(text), 5) for item in filt.feed(text[i : i + 5])] + filt.finish()
+    assert all(isinstance(o, TextPiece) for o in out) and "".join(o.text for o in out) == text

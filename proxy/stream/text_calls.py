@@ -35,6 +35,10 @@ __all__ = ["TextCallFilter", "TextPiece", "TextCall", "recover_calls_from_text"]
 
 #: Held text beyond this is released as text: no real call is this long before it parses.
 MAX_HOLD = 256 * 1024
+#: Held text longer than this (a big Write still arriving) is judged again only after it grew
+#: by an eighth, or when a tag may have closed: so a long call costs O(n log n), not O(n²).
+#: Shorter text is judged on every piece, so a non-call is released at once.
+RECHECK_FROM = 1024
 
 #: end-of-turn tokens a model may print right after its call; dropped there, text elsewhere
 TRAILERS = (
@@ -107,6 +111,7 @@ class TextCallFilter:
         self._tools = tool_names if isinstance(tool_names, Tools) else Tools(tool_names)
         self._table = _table(tuple(dialects) if dialects else DIALECTS)
         self._held = ""
+        self._recheck_at = 0
         self._after_call = False
         # the markdown context of the text released so far
         self._in_fence = False
@@ -118,6 +123,10 @@ class TextCallFilter:
         return self._held
 
     def feed(self, text: str) -> list[TextPiece | TextCall]:
+        if len(self._held) >= RECHECK_FROM and len(self._held) + len(text) < self._recheck_at and ">" not in text:
+            # a long call still arriving: judged again once it grew by an eighth, or at a tag's end
+            self._held += text
+            return []
         if self._held or not (
             self._table.firsts.search(text) is None
             or "`" not in text and (self._in_fence or self._in_code and "\n" not in text)
@@ -165,6 +174,7 @@ class TextCallFilter:
                 buf = buf[found.start() :]
             verdict, opener = self._classify(buf, final=final)
             if verdict == MORE and len(buf) <= MAX_HOLD:
+                self._recheck_at = len(buf) + len(buf) // 8
                 break
             if isinstance(verdict, Found):
                 if text:

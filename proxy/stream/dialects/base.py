@@ -146,13 +146,15 @@ def json_calls(value: Any, tools: Tools) -> tuple[tuple[str, Any], ...] | None:
         if isinstance(item.get("function"), dict):  # OpenAI's {"type": "function", "function": {…}}
             item = item["function"]
         name = next((tools.get(item[k]) for k in NAME_KEYS if isinstance(item.get(k), str)), None)
-        if name is None:
+        if name is None or not item.keys() <= _CALL_KEYS:  # other keys: data that has a "name"
             return None
         calls.append((name, next((item[k] for k in ARG_KEYS if k in item), {})))
     return tuple(calls) or None
 
 
 _SPACE = " \t\r\n"
+#: every key a printed call object may have
+_CALL_KEYS = frozenset(NAME_KEYS + ARG_KEYS + ("type", "id", "tool_call_id", "index"))
 #: keys some families print before the name; such an object is judged whole
 _LEADING_KEYS = ("type", "id", "tool_call_id")
 

@@ -981,6 +981,8 @@ def _at_line_end(buf: str, calls: Any, end: int, final: bool) -> Any:
     return NO
 
 
+#: a fenced block's start is judged (call or not) on its first characters only
+_FENCE_EARLY = 512
 _FENCE_LANGS = ("", "json", "tool_call", "tool_calls", "tool_code", "xml", "jsonl")
 
 
@@ -1024,6 +1026,8 @@ class Fenced(Dialect):
                 return NO if head == NO else MORE
             calls = pythonic_calls(body, tools) or NO
         elif close < 0 and not final:
+            if len(body) > _FENCE_EARLY:  # the start was judged already: wait for the closing fence
+                return MORE
             return MORE if self.inner(body, tools, False, lang) != NO else NO
         else:
             calls = self.inner(body, tools, True, lang)
