@@ -34,6 +34,7 @@ class ThinkTagFilter:
 
     def __init__(self, *, starts_inside: bool = False, keep_until_closed: bool = False) -> None:
         self._state = "inside" if starts_inside else "before"
+        self._opening = False
         self._held = ""
         #: ``starts_inside`` is only the template's word: with ``keep_until_closed`` the
         #: thinking is held, not emitted, and if ``</think>`` never comes it was the answer
@@ -60,8 +61,11 @@ class ThinkTagFilter:
             if not stripped.startswith(_OPEN):
                 self._state = "done"
                 return "", buf
-            self._state, buf = "inside", stripped[len(_OPEN) :].lstrip("\n")
+            self._state, buf, self._opening = "inside", stripped[len(_OPEN) :], True
         if self._state == "inside":
+            if self._opening:  # the newlines right after <think> are layout
+                buf = buf.lstrip("\n")
+                self._opening = not buf
             end = buf.find(_CLOSE)
             if end < 0:
                 cut = _cut(buf, _CLOSE)
@@ -81,7 +85,7 @@ class ThinkTagFilter:
                 self._kept = []
             self.thinking_chars += end
             self._state = "after"
-            thinking, buf = buf[:end].rstrip("\n"), buf[end + len(_CLOSE) :]
+            thinking, buf = buf[:end], buf[end + len(_CLOSE) :]
             return thinking, self._after(buf)
         return "", self._after(buf)
 
