@@ -375,3 +375,20 @@ def test_a_big_fenced_block_that_is_no_call_is_released_whole_at_its_end():
     filt = TextCallFilter(["Write"])
     out = [item for i in range(0, len(text), 5) for item in filt.feed(text[i : i + 5])] + filt.finish()
     assert all(isinstance(o, TextPiece) for o in out) and "".join(o.text for o in out) == text
+
+
+@pytest.mark.parametrize("held", ['Running <tool_call>{"name": "Bash", "argu', "  ", "<thi"])
+def test_a_stream_that_breaks_releases_what_was_held_as_text_and_runs_nothing(held):
+    from proxy.errors import UpstreamError
+
+    translator = ResponseTranslator(client_model="claude-x", input_tokens=1, tools=SCHEMAS)
+    builder = MessageBuilder()
+    builder.add(translator.start())
+    line = {"model": "m", "message": {"role": "assistant", "content": held}, "done": False}
+    builder.add(translator.feed(json.dumps(line).encode() + b"\n"))
+    with pytest.raises(UpstreamError):
+        translator.feed(b'{"error": "the model crashed"}\n')
+    events = translator.fail(UpstreamError("the model crashed"))
+    builder.add(events)
+    assert events[-1].NAME == "error"
+    assert [(b["type"], b.get("text")) for b in builder.message()["content"]] == [("text", held)]

@@ -228,5 +228,21 @@ class ResponseTranslator:
             return []
         if self.machine.state is State.AWAITING_START:
             self.start()  # state only: the error event is all the client gets
+            unsent, self._unsent = self._unsent, []
+            return unsent + self.machine.fail(error_type=error.error_type, message=error.message)
         unsent, self._unsent = self._unsent, []
-        return unsent + self.machine.fail(error_type=error.error_type, message=error.message)
+        return unsent + self._release_held() + self.machine.fail(error_type=error.error_type, message=error.message)
+
+    def _release_held(self) -> list[Event]:
+        """The stream broke: text held back (a possible call or <think> not yet complete)
+        goes out as what it is so far, text; a half-printed call is never run."""
+        thinking, text = ("", "") if self._think_done else self.think_tags.finish()
+        self._think_done = True
+        events = self.machine.thinking(thinking) if thinking and self.thinking_requested else []
+        if self.text_calls is not None:
+            text += self.text_calls.holding
+            self.text_calls = None
+        if text.strip() or (text and self._blank_after_call is None):  # blank lines after a call are layout
+            events += self.machine.text((self._blank_after_call or "") + text)
+        self._blank_after_call = None
+        return events
