@@ -34,11 +34,12 @@ IDS = [f"{dialect.name}-{sample.id}" for dialect, sample in SAMPLES]
 
 def test_every_dialect_has_the_four_kinds_of_sample():
     for dialect in DIALECTS:
-        if dialect.name == "mistral_args":  # Mistral's table covers it (same parser)
+        if dialect.name == "mistral_args":  # parsed by Mistral's code: Mistral's table covers it
             continue
         kinds = {sample.id.split("-")[0] for sample in dialect.samples}
-        assert {"single", "text", "nested"} <= kinds | {"single" if any(k.startswith("single") for k in kinds) else ""}, dialect
-        assert any(len([e for e in s.expected if e[0] == "call"]) == 2 for s in dialect.samples) or dialect.name == "internlm", dialect
+        assert {"single", "two", "text", "nested"} <= kinds, dialect
+        two = next(s for s in dialect.samples if s.id == "two")
+        assert len([e for e in two.expected if e[0] == "call"]) == 2, dialect
 
 
 def expected_blocks(expected: tuple) -> list[tuple]:

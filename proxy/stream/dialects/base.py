@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import re
 from typing import Any, ClassVar
 
 import json_repair
@@ -283,5 +282,3 @@ def pythonic_calls(text: str, tools: Tools) -> tuple[tuple[str, Any], ...] | Non
         calls.append((name, arguments))
     return tuple(calls) or None
 
-
-_IDENT = re.compile(r"[A-Za-z_][\w.\-]*")

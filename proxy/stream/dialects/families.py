@@ -590,6 +590,9 @@ class InternLM(_TaggedJSON):
     template_markers = ("<|plugin|>",)
     samples = (
         Sample("single", '<|action_start|><|plugin|>\n{"name": "Bash", "parameters": {"command": "ls -la"}}<|action_end|>', (_call("Bash", _LS),)),
+        Sample("two", '<|action_start|><|plugin|>\n{"name": "Bash", "parameters": {"command": "ls -la"}}<|action_end|>\n'
+               '<|action_start|><|plugin|>\n{"name": "Bash", "parameters": {"command": "pwd"}}<|action_end|>',
+               (_call("Bash", _LS), _call("Bash", _PWD))),
         Sample("text-before", 'I will run it.<|action_start|><|plugin|>\n{"name": "Bash", "parameters": {"command": "ls -la"}}<|action_end|>',
                (("text", "I will run it."), _call("Bash", _LS))),
         Sample("nested-unicode", f'<|action_start|><|plugin|>\n{_J({"name": "Write", "parameters": _NESTED})}<|action_end|>', (_call("Write", _NESTED),)),
