@@ -37,10 +37,12 @@ from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
 from .protocol.auto_mode import has_verdict, is_auto_mode_check
 from .protocol.known_tools import KnownTools, ToolsCache, parse_request_body
+from .protocol.thinking import wants_thinking
 from .protocol.tokens import Calibration, estimate_tokens
 from .protocol.translate import TranslatedRequest, translate_request, validate_count_request, validate_request
 from .relay import RelaySettings, serve_messages
 from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
+from .stream.dialects import dialects_for_template, native_dialect, template_opens_think
 from .stream.translator import ResponseTranslator
 from .verdicts import FinalVerdicts
 from .upstream import open_client, probe_version
@@ -449,6 +451,7 @@ class ProxyApp:
                 sequential_tools=settings.sequential_tools,
                 native_tools=native_tools,
                 known_tools=known_tools,
+                call_dialect=native_dialect(capabilities.template),
             )
             return raw_estimate, estimate, num_ctx, request
 
@@ -478,7 +481,7 @@ class ProxyApp:
                 emulated = translate_request(
                     body, ollama_model=ollama_model, can_think=capabilities.thinking,
                     sequential_tools=settings.sequential_tools, native_tools=False,
-                    known_tools=known_tools,
+                    known_tools=known_tools, call_dialect=native_dialect(capabilities.template),
                 ).ollama
                 for key in ("options", "keep_alive", "think"):  # as decided for this request
                     if key in current:
@@ -499,8 +502,15 @@ class ProxyApp:
         if settings.keep_alive:
             request.ollama["keep_alive"] = _keep_alive(settings.keep_alive)
         translator = ResponseTranslator(
-            client_model=body["model"], input_tokens=estimate, tools=request.tools,
-            loop_guard_chars=settings.loop_guard_chars, stop_sequences=body.get("stop_sequences"),
+            client_model=body["model"],
+            input_tokens=estimate,
+            tools=request.tools,
+            loop_guard_chars=settings.loop_guard_chars,
+            stop_sequences=body.get("stop_sequences"),
+            dialects=dialects_for_template(capabilities.template),
+            thinking=wants_thinking(body),
+            # Ollama parses the thinking of a model it knows thinks: then content starts outside
+            think_open=not capabilities.thinking and template_opens_think(capabilities.template),
         )
         record = RequestRecord(
             request_id=request_id,

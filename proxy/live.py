@@ -156,6 +156,7 @@ class RequestWatch:
                 "request_id": self.request_id,
                 "tool": repair[0],
                 "changes": list(repair[1]),
+                "dialect": repair[2] or None,
                 "repairs": self.repairs,
             })
         if translator.loop is not None and not self._loop_reported:

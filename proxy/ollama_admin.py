@@ -58,6 +58,8 @@ class ModelDetails:
     capabilities: tuple[str, ...] = ()
     #: the model's trained context length (``<arch>.context_length``); None when not given
     context_length: int | None = None
+    #: the model's chat template (names the markers it calls tools and thinks with)
+    template: str = ""
 
     @property
     def tools(self) -> bool:
@@ -196,6 +198,7 @@ async def show_model(client: httpx.AsyncClient, name: str) -> ModelDetails:
         name=name,
         capabilities=tuple(c for c in capabilities if isinstance(c, str)) if isinstance(capabilities, list) else (),
         context_length=_context_length(data.get("model_info")),
+        template=data["template"] if isinstance(data.get("template"), str) else "",
     )
 
 

@@ -260,6 +260,8 @@ class Model:
     parameter_size: str | None = None
     quantization_level: str = "Q4_K_M"
     size: int = 5_000_000_000
+    #: the chat template /api/show returns (None: a generic one naming no tool-call markers)
+    template: str | None = None
 
     @property
     def architecture(self) -> str:
@@ -658,7 +660,7 @@ class FakeOllama:
         await self._send_json(stream, conn, 200, {
             "modelfile": f"FROM {model.name}\n",
             "parameters": "",
-            "template": "{{- range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}",
+            "template": model.template if model.template is not None else "{{- range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}",
             "details": model.details(),
             "model_info": {
                 "general.architecture": arch,

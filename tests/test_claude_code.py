@@ -138,3 +138,50 @@ async def test_claude_code_loads_a_deferred_tool_through_tool_search(fake_ollama
     (search_result,) = [m for m in second["messages"] if m["role"] == "tool"]
     assert search_result["tool_name"] == "ToolSearch"
     assert "Loaded the tool WebFetch" in search_result["content"], diagnostics
+
+
+async def _run_claude(fake_ollama, proxy, claude_bin, tmp_path, work, agent_answer, final_text):
+    """Claude Code -p against the fake: agent turns get ``agent_answer`` (a text the model
+    prints), the turn after a tool result ``final_text``; side requests a short text."""
+
+    def answer(record: Recorded, index: int):
+        body = record.body
+        if _has_tool_result(body):
+            return text_stream(final_text, prompt_eval_count=900, eval_count=6)
+        if _offers_write(body):
+            return text_stream(agent_answer, prompt_eval_count=800, eval_count=20)
+        return text_stream("Title", prompt_eval_count=50, eval_count=3)
+
+    fake_ollama.on_chat = answer
+    command = [str(claude_bin), "-p", "go", "--output-format", "json", "--allowedTools", "Write,Bash,Read"]
+    with trio.fail_after(180):
+        result = await trio.run_process(
+            command, cwd=work, env=claude_code_env(proxy.url, tmp_path / "home"),
+            capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL,
+        )
+    stdout, stderr = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 0, f"stdout: {stdout[-3000:]}\nstderr: {stderr[-3000:]}"
+    return json.loads(stdout), [r.body for r in fake_ollama.chat_requests if _offers_write(r.body)]
+
+
+async def test_claude_code_does_not_run_a_call_shown_as_an_example(fake_ollama, proxy, claude_bin, tmp_path):
+    work = tmp_path / "project"
+    work.mkdir()
+    example = ('To call a tool, a model prints `{"name": "Bash", "arguments": {"command": "touch pwned.txt"}}` '
+               "in its answer.")
+    output, agent_turns = await _run_claude(fake_ollama, proxy, claude_bin, tmp_path, work, example, "unused")
+    assert not (work / "pwned.txt").exists()
+    assert output["result"] == example  # byte for byte
+    assert len(agent_turns) == 1 and not any(_has_tool_result(b) for b in agent_turns)
+
+
+async def test_claude_code_runs_a_call_printed_in_a_models_own_dialect(fake_ollama, proxy, claude_bin, tmp_path):
+    work = tmp_path / "project"
+    work.mkdir()
+    target = work / "hello.txt"
+    arguments = json.dumps({"file_path": str(target), "content": "héllo\n"}, ensure_ascii=False)
+    printed = f"I will write it.[TOOL_CALLS]Write[ARGS]{arguments}</s>"
+    output, agent_turns = await _run_claude(fake_ollama, proxy, claude_bin, tmp_path, work, printed, "I wrote hello.txt.")
+    assert target.read_text() == "héllo\n"
+    assert "I wrote hello.txt." in output["result"]
+    assert any(_has_tool_result(b) for b in agent_turns)

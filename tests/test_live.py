@@ -152,8 +152,24 @@ async def test_a_repaired_tool_call_is_a_repair_event(fake_ollama, proxy):
             finished = await viewer.until(lambda e: e["type"] == "finished")
     repairs = [e for e in viewer.events if e["type"] == "repair"]
     assert len(repairs) == 1 and repairs[0]["tool"] == "Write" and repairs[0]["repairs"] == 1
+    assert repairs[0]["dialect"] is None  # a native call
     assert any("file_path" in change for change in repairs[0]["changes"])
     assert finished["repairs"] == 1 and finished["stop_reason"] == "tool_use"
+
+
+async def test_a_call_printed_as_text_is_a_repair_event_naming_its_dialect(fake_ollama, proxy):
+    printed = '[TOOL_CALLS]Write[ARGS]{"file_path": "/tmp/a.py", "content": "x"}'
+    fake_ollama.script_chat(text_stream(printed))
+    with trio.fail_after(15):
+        async with open_websocket_url(ws_url(proxy)) as ws:
+            viewer = Viewer(ws)
+            await viewer.next()
+            response = await post(proxy, {**BODY, "tools": [WRITE_TOOL]})
+            assert response.status_code == 200
+            await viewer.until(lambda e: e["type"] == "finished")
+    repairs = [e for e in viewer.events if e["type"] == "repair"]
+    assert [(r["tool"], r["dialect"]) for r in repairs] == [("Write", "mistral")]
+    assert repairs[0]["changes"] == ["recovered a call the model printed as text (mistral)"]
 
 
 async def test_an_ollama_error_and_a_refused_request_are_error_events(fake_ollama, proxy):

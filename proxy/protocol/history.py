@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from .bounded import clip
 
@@ -138,6 +138,42 @@ After your calls, stop writing: the results come back as <tool_response> message
 Available tools (JSON Schema of their arguments):
 """
 
+_DIALECT_HEADER = """# Tools
+
+You can call tools. To call one, write the call in your own tool-call format, on its own, like
+this call of the tool {name} with the arguments {arguments}:
+{example}
+After your calls, stop writing: the results come back as <tool_response> messages.
+
+Available tools (JSON Schema of their arguments):
+"""
+
+
+class CallWriter(Protocol):
+    """A call format that can print a call (a dialect of :mod:`proxy.stream.dialects`)."""
+
+    name: str
+
+    def write(self, name: str, arguments: dict[str, Any]) -> str: ...
+
+
+def _header(functions: list[dict[str, Any]], dialect: CallWriter | None) -> str:
+    if dialect is None or dialect.name == "hermes":
+        return _EMULATION_HEADER
+    spec = functions[0]["function"]
+    properties = (spec.get("parameters") or {}).get("properties") or {}
+    key = next(iter(properties), "argument")
+    arguments = {key: "…"}
+    return _DIALECT_HEADER.format(
+        name=spec["name"], arguments=json.dumps(arguments, ensure_ascii=False), example=dialect.write(spec["name"], arguments)
+    )
+
+
+def _write_call(name: str, arguments: Any, dialect: CallWriter | None) -> str:
+    if dialect is None or not isinstance(arguments, dict):
+        return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "</tool_call>"
+    return dialect.write(name, arguments)
+
 
 def _images_of(message: dict[str, Any]) -> dict[str, Any]:
     return {"images": message["images"]} if message.get("images") else {}
@@ -167,10 +203,13 @@ def _join_user_runs(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def emulate_tools(messages: list[dict[str, Any]], functions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def emulate_tools(
+    messages: list[dict[str, Any]], functions: list[dict[str, Any]], dialect: CallWriter | None = None
+) -> list[dict[str, Any]]:
     """Ollama messages for a model without native tools: the tools described in the
-    system prompt, past calls and results as text in the same format."""
-    lines = [_EMULATION_HEADER]
+    system prompt, past calls and results as text in the same format. ``dialect``: the
+    model's own call format (from its chat template); None: the Hermes ``<tool_call>`` form."""
+    lines = [_header(functions, dialect)]
     for function in functions:
         spec = function["function"]
         lines.append(
@@ -185,12 +224,7 @@ def emulate_tools(messages: list[dict[str, Any]], functions: list[dict[str, Any]
     for message in messages:
         role = message["role"]
         if role == "assistant" and message.get("tool_calls"):
-            printed = [
-                "<tool_call>"
-                + json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]}, ensure_ascii=False)
-                + "</tool_call>"
-                for c in message["tool_calls"]
-            ]
+            printed = [_write_call(c["function"]["name"], c["function"]["arguments"], dialect) for c in message["tool_calls"]]
             text = "\n".join(part for part in [message.get("content", "")] + printed if part)
             rewritten = {k: v for k, v in message.items() if k != "tool_calls"}
             out.append({**rewritten, "content": text})

@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import RequestError
 from .bounded import clip
 from .known_tools import KnownTools
-from .history import emulate_tools, pair_tool_results, sequentialize, tool_choice_instruction
+from .history import CallWriter, emulate_tools, pair_tool_results, sequentialize, tool_choice_instruction
 from .thinking import decide_think
 
 __all__ = ["validate_request", "validate_count_request", "translate_request", "encode_ollama_body", "TranslatedRequest", "BILLING_HEADER_PREFIX"]
@@ -529,6 +529,7 @@ def translate_request(
     sequential_tools: bool = True,
     native_tools: bool = True,
     known_tools: KnownTools | None = None,
+    call_dialect: CallWriter | None = None,
 ) -> TranslatedRequest:
     """Build the Ollama ``/api/chat`` body for a request that passed :func:`validate_request`.
 
@@ -538,6 +539,8 @@ def translate_request(
     calling: the tools are described in the system prompt instead (see
     :mod:`proxy.protocol.history`). ``known_tools``: the body's tools as
     :func:`~proxy.protocol.known_tools.parse_request_body` found them (translated once).
+    ``call_dialect``: the model's own call format (its ``write(name, arguments)``), used to
+    describe tools to a model whose tools are emulated; None: the Hermes ``<tool_call>`` form.
 
     Raises RequestError for content the local model cannot take (image URLs, PDFs).
     """
@@ -553,7 +556,7 @@ def translate_request(
         else:
             messages.insert(0, {"role": "system", "content": instruction})
     if functions and not native_tools:
-        messages = emulate_tools(messages, functions)
+        messages = emulate_tools(messages, functions, call_dialect)
     ollama: dict[str, Any] = {
         "model": ollama_model,
         "messages": messages,

@@ -7,13 +7,14 @@ translator asks :func:`call_in_thinking` for the call, using the same recognizer
 printed as text (``proxy/stream/text_calls.py``). An answer with any text or call keeps its
 thinking as thinking: what a model wrote there beside a real answer is never run.
 
-This is the one place that reaches the text-call recognizers for thinking: point it at
-another recognizer (a dialect registry) here.
+This is the one place that reaches the text-call recognizers (the dialect registry of
+``proxy/stream/dialects/``) for thinking.
 """
 
 from __future__ import annotations
 
-from .text_calls import TextCall, TextCallFilter
+from .dialects import Dialect
+from .text_calls import TextCall, recover_calls_from_text
 
 __all__ = ["call_in_thinking", "MAX_THINKING"]
 
@@ -21,9 +22,11 @@ __all__ = ["call_in_thinking", "MAX_THINKING"]
 MAX_THINKING = 64 * 1024
 
 
-def call_in_thinking(thinking: str, tool_names: list[str]) -> TextCall | None:
-    """The last call to an offered tool written in ``thinking``, or None."""
-    recognizer = TextCallFilter(tool_names)
-    pieces = recognizer.feed(thinking) + recognizer.finish()
-    calls = [piece for piece in pieces if isinstance(piece, TextCall)]
+def call_in_thinking(
+    thinking: str, tool_names: list[str], dialects: tuple[Dialect, ...] | None = None
+) -> TextCall | None:
+    """The last call to an offered tool written in ``thinking``, in one of ``dialects``
+    (the model's own, best first; None: all), or None."""
+    calls = [piece for piece in recover_calls_from_text(thinking, tool_names, dialects=dialects)
+             if isinstance(piece, TextCall)]
     return calls[-1] if calls else None
