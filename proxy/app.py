@@ -27,6 +27,7 @@ from .events_socket import reject_handshake, serve_events
 from .live import LiveRequests
 from .logs import configure_logging, request_context
 from .ollama_admin import list_models
+from .ollama_chat import OllamaChat, open_chat
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
@@ -84,6 +85,8 @@ class ProxyApp:
         self._console_log = console_log
         self.settings: Any = None
         self.client: httpx.AsyncClient | None = None
+        #: Ollama's /api/chat (the hot path); ``client`` serves the admin calls
+        self.chat: OllamaChat | None = None
         self.capabilities: CapabilityCache | None = None
         self.relay_settings = RelaySettings()
         #: recent requests' tools, so a session's repeated tools are parsed and translated once
@@ -123,6 +126,7 @@ class ProxyApp:
         )
         self.live = LiveRequests(Broadcast(buffer=settings.events_buffer))
         self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
+        self.chat = open_chat(settings.ollama_url, connect_timeout=settings.connect_timeout)
         self.capabilities = CapabilityCache(self.client)
         self.calibration = Calibration()
         #: the largest num_ctx each model got so far: it only grows (a change reloads the model)
@@ -140,6 +144,10 @@ class ProxyApp:
             with trio.move_on_after(5, shield=True):
                 await self.client.aclose()
             self.client = None
+        if self.chat is not None:
+            with trio.move_on_after(5, shield=True):
+                await self.chat.aclose()
+            self.chat = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -334,7 +342,7 @@ class ProxyApp:
             outcome = await serve_messages(
                 receive,
                 send,
-                client=self.client,
+                client=self.chat,
                 settings=self.relay_settings,
                 request=request,
                 translator=translator,

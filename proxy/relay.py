@@ -32,7 +32,8 @@ from .protocol.translate import TranslatedRequest, encode_ollama_body
 from .stream.events import Event, Ping, encode_sse
 from .stream.message import MessageBuilder
 from .stream.translator import ResponseTranslator
-from .upstream import chat_url, status_error, transport_error
+from .ollama_chat import OllamaChat
+from .upstream import status_error, transport_error
 
 __all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
 
@@ -40,7 +41,6 @@ log = logging.getLogger("proxy.relay")
 
 #: after Ollama's final chunk, how long the rest of its body may take to arrive
 DRAIN_TIMEOUT = 0.25
-_JSON = {"content-type": "application/json"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -204,7 +204,7 @@ def _phase(translator: ResponseTranslator, answered: bool) -> str:
 
 
 async def relay_upstream(
-    client: httpx.AsyncClient,
+    client: OllamaChat,
     settings: RelaySettings,
     request: TranslatedRequest,
     translator: ResponseTranslator,
@@ -221,7 +221,7 @@ async def relay_upstream(
     think), or None to give the client the error. ``watch`` (the live view) hears of each
     piece that carried output.
     """
-    url = str(client.base_url)
+    url = client.url
     start = trio.current_time()
     retry_until = start + settings.busy_retry_window
     attempt = 0
@@ -230,7 +230,7 @@ async def relay_upstream(
             attempt += 1
             try:
                 payload = encode_ollama_body(request)
-                async with client.stream("POST", chat_url(client), content=payload, headers=_JSON) as response:
+                async with client.stream(payload) as response:
                     progress["answered"] = True
                     if response.status_code != 200:
                         body = await response.aread()
@@ -298,7 +298,7 @@ async def serve_messages(
     receive: Receive,
     send: Send,
     *,
-    client: httpx.AsyncClient,
+    client: OllamaChat,
     settings: RelaySettings,
     request: TranslatedRequest,
     translator: ResponseTranslator,
