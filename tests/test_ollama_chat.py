@@ -1,0 +1,205 @@
+"""The hand-written /api/chat client: its pool, cancellation, errors, and per-read batching.
+
+The client is tested against the fake Ollama over real sockets; batching is also checked
+through the real server, counting the relay's downstream writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import httpx
+import pytest
+import trio
+
+from proxy import relay
+from proxy.ollama_chat import OllamaChat, _Connection
+from tests.fake_ollama import Burst, Chunk, Reset, Sleep, Stall, Status, text_stream
+from tests.test_lifecycle import BODY, live_request_tasks, sse_events, wait_until
+
+CHAT = json.dumps({"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+def lines(body: bytes) -> list[dict]:
+    return [json.loads(line) for line in body.split(b"\n") if line.strip()]
+
+
+async def answer(chat: OllamaChat) -> tuple[int, bytes]:
+    async with chat.stream(CHAT) as response:
+        return response.status_code, b"".join([piece async for piece in response.aiter_bytes()])
+
+
+# -- the pool ----------------------------------------------------------------------------
+
+
+async def test_answers_read_to_the_end_share_one_connection(fake_ollama):
+    chat = OllamaChat(fake_ollama.url, connect_timeout=2)
+    fake_ollama.script_chat(text_stream("one"))
+    fake_ollama.script_chat([Status(400, body={"error": "bad request"})])  # a Content-Length body
+    fake_ollama.script_chat(text_stream("three"))
+    with trio.fail_after(10):
+        first = await answer(chat)
+        async with chat.stream(CHAT) as response:
+            second = response.status_code, await response.aread()
+        third = await answer(chat)
+    assert first[0] == 200 and "".join(c["message"]["content"] for c in lines(first[1])) == "one"
+    assert second == (400, b'{"error":"bad request"}')
+    assert lines(third[1])[-1]["done"] is True
+    assert chat.connections_opened == 1
+    assert len({r.connection for r in fake_ollama.chat_requests}) == 1
+    await chat.aclose()
+
+
+async def test_a_connection_ollama_closed_while_idle_is_not_used_again(fake_ollama):
+    chat = OllamaChat(fake_ollama.url, connect_timeout=2)
+    with trio.fail_after(10):
+        await answer(chat)
+        assert chat.idle_connections == 1
+        await fake_ollama.wait_until(lambda: fake_ollama.idle_connections == 1)
+        assert await fake_ollama.close_idle_connections() == 1
+        await fake_ollama.wait_until(lambda: fake_ollama.open_connections == 0)
+        status, body = await answer(chat)
+    assert status == 200 and lines(body)[-1]["done"] is True
+    assert chat.connections_opened == 2
+    await chat.aclose()
+
+
+async def test_without_the_idle_check_a_closed_connection_would_fail_the_request(fake_ollama, monkeypatch):
+    # The check above is what saves the request: skip it and the request meets the closed socket.
+    monkeypatch.setattr(_Connection, "looks_closed", lambda self: False)
+    chat = OllamaChat(fake_ollama.url, connect_timeout=2)
+    with trio.fail_after(10):
+        await answer(chat)
+        await fake_ollama.wait_until(lambda: fake_ollama.idle_connections == 1)
+        await fake_ollama.close_idle_connections()
+        await fake_ollama.wait_until(lambda: fake_ollama.open_connections == 0)
+        with pytest.raises(httpx.TransportError):
+            await answer(chat)
+
+
+async def test_a_half_read_body_is_never_reused(fake_ollama):
+    chat = OllamaChat(fake_ollama.url, connect_timeout=2)
+    fake_ollama.script_chat([Chunk(content="first "), Sleep(0.2), *text_stream("rest")])
+    with trio.fail_after(10):
+        async with chat.stream(CHAT) as response:
+            async for piece in response.aiter_bytes():
+                assert b"first" in piece
+                break  # leave with the body half read
+        assert chat.idle_connections == 0
+        await fake_ollama.wait_disconnected(1)
+        status, body = await answer(chat)
+    assert status == 200 and lines(body)[-1]["done"] is True
+    assert chat.connections_opened == 2
+    assert len({r.connection for r in fake_ollama.chat_requests}) == 2
+    await chat.aclose()
+
+
+async def test_connection_close_from_ollama_is_honoured(fake_ollama):
+    chat = OllamaChat(fake_ollama.url, connect_timeout=2)
+    fake_ollama.script_chat([Status(200, headers={"connection": "close"}), *text_stream("bye")])
+    with trio.fail_after(10):
+        await answer(chat)
+        assert chat.idle_connections == 0
+        await answer(chat)
+    assert chat.connections_opened == 2
+
+
+# -- cancellation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("phase", ["waiting-for-the-head", "mid-body"])
+async def test_cancelling_closes_the_socket_at_once(fake_ollama, phase):
+    chat = OllamaChat(fake_ollama.url, connect_timeout=2)
+    script = [Stall()] if phase == "waiting-for-the-head" else [Chunk(content="a"), Stall()]
+    fake_ollama.script_chat(script)
+    with trio.fail_after(10):
+        if phase == "waiting-for-the-head":  # cancelled from outside, as the relay's scope is
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(answer, chat)
+                await fake_ollama.wait_until(lambda: fake_ollama.active_chats == 1)
+                nursery.cancel_scope.cancel()
+        else:
+            with trio.CancelScope() as scope:
+                async with chat.stream(CHAT) as response:
+                    async for _ in response.aiter_bytes():
+                        scope.cancel()
+                        await trio.sleep_forever()
+    with trio.fail_after(1):  # "at once": no drain, no grace period
+        gone = await fake_ollama.wait_disconnected(1)
+    assert gone.during == ("stall-before-head" if phase == "waiting-for-the-head" else "stall-after-head")
+    assert chat.idle_connections == 0
+
+
+# -- errors (mapped by proxy.upstream.transport_error, as before) -------------------------
+
+
+async def test_refused_reset_and_garbage_raise_httpx_errors(fake_ollama):
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    with trio.fail_after(10):
+        with pytest.raises(httpx.ConnectError):
+            await answer(OllamaChat(f"http://127.0.0.1:{port}", connect_timeout=2))
+        fake_ollama.script_chat([Chunk(content="a"), Reset()])
+        with pytest.raises(httpx.ReadError):
+            await answer(OllamaChat(fake_ollama.url, connect_timeout=2))
+
+        async def garbage(stream: trio.SocketStream) -> None:
+            await stream.receive_some(65536)
+            await stream.send_all(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+            await stream.aclose()
+
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(functools.partial(trio.serve_tcp, garbage, 0, host="127.0.0.1"))
+            url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+            with pytest.raises(httpx.RemoteProtocolError):
+                await answer(OllamaChat(url, connect_timeout=2))
+            nursery.cancel_scope.cancel()
+
+
+# -- batching: one downstream write per socket read ----------------------------------------
+
+
+@pytest.fixture
+def writes(monkeypatch) -> list[int]:
+    """Number of content deltas in each body write the relay makes."""
+    seen: list[int] = []
+
+    class RecordingSink(relay.SSESink):
+        async def _write_locked(self, events):
+            if events and not self.closed:
+                seen.append(sum(1 for e in events if e.NAME == "content_block_delta"))
+            await super()._write_locked(events)
+
+    monkeypatch.setattr(relay, "SSESink", RecordingSink)
+    return seen
+
+
+async def stream_text(proxy) -> str:
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            response = await client.post("/v1/messages", json=BODY)
+        await wait_until(lambda: not live_request_tasks())
+    return "".join(d["delta"]["text"] for n, d in sse_events(response.content) if n == "content_block_delta")
+
+
+async def test_a_burst_of_chunks_goes_out_in_fewer_writes(fake_ollama, proxy, writes):
+    tokens = [f"t{i} " for i in range(50)]
+    fake_ollama.script_chat([Burst(tuple(Chunk(content=t) for t in tokens)),
+                             Chunk(content="", done=True, done_reason="stop", eval_count=50)])
+    assert await stream_text(proxy) == "".join(tokens)
+    with_deltas = [n for n in writes if n]
+    assert sum(with_deltas) == 50
+    assert len(with_deltas) < 10  # one read normally brings the whole burst: one write
+
+
+async def test_a_trickle_goes_out_one_chunk_per_write(fake_ollama, proxy, writes):
+    tokens = [f"t{i} " for i in range(5)]
+    script = []
+    for token in tokens:
+        script += [Chunk(content=token), Sleep(0.1)]
+    fake_ollama.script_chat([*script, Chunk(content="", done=True, done_reason="stop", eval_count=5)])
+    assert await stream_text(proxy) == "".join(tokens)
+    assert [n for n in writes if n] == [1, 1, 1, 1, 1]
