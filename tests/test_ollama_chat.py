@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from proxy import relay
-from proxy.ollama_chat import OllamaChat, _Connection
+from proxy.ollama_chat import ChunkedBody, OllamaChat, _Connection
 from tests.fake_ollama import Burst, Chunk, Reset, Sleep, Stall, Status, text_stream
 from tests.test_lifecycle import BODY, live_request_tasks, sse_events, wait_until
 
@@ -203,3 +203,31 @@ async def test_a_trickle_goes_out_one_chunk_per_write(fake_ollama, proxy, writes
     fake_ollama.script_chat([*script, Chunk(content="", done=True, done_reason="stop", eval_count=5)])
     assert await stream_text(proxy) == "".join(tokens)
     assert [n for n in writes if n] == [1, 1, 1, 1, 1]
+
+
+# -- the chunked-body decoder (table; fuzz/test_chunked_fuzz.py compares it with h11's) -----
+
+
+@pytest.mark.parametrize("framed, body", [
+    (b"5\r\nhello\r\n0\r\n\r\n", b"hello"),
+    (b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: y\r\n\r\n", b"hello world"),
+    (b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789"),
+])
+def test_chunked_bodies_decode_whole_however_split(framed, body):
+    for cut in range(len(framed) + 1):
+        decoder = ChunkedBody()
+        got = decoder.feed(framed[:cut]) + decoder.feed(framed[cut:])
+        assert (got, decoder.done, decoder.extra) == (body, True, b"")
+
+
+@pytest.mark.parametrize("framed", [b"zz\r\nhello\r\n", b"5\r\nhelloXX", b"-1\r\n", b"1" * 5000, b"\r\n"])
+def test_broken_chunked_framing_is_a_protocol_error(framed):
+    with pytest.raises(httpx.RemoteProtocolError):
+        ChunkedBody().feed(framed)
+
+
+def test_a_chunked_body_cut_off_is_a_protocol_error_at_eof():
+    decoder = ChunkedBody()
+    assert decoder.feed(b"5\r\nhel") == b"hel"
+    with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+        decoder.eof()
