@@ -8,7 +8,6 @@ for the boundary to render.
 from __future__ import annotations
 
 import json
-import weakref
 
 import httpx
 import trio
@@ -24,30 +23,13 @@ from .errors import (
     UpstreamUnreachable,
 )
 
-__all__ = ["open_client", "chat_url", "status_error", "transport_error", "probe_version", "CHAT_PATH"]
+__all__ = ["open_client", "status_error", "transport_error", "probe_version", "CHAT_PATH"]
 
 CHAT_PATH = "/api/chat"
 
-#: client → (its base_url, the chat URL made from it)
-_chat_urls: weakref.WeakKeyDictionary[httpx.AsyncClient, tuple[httpx.URL, httpx.URL]] = weakref.WeakKeyDictionary()
-
-
-def chat_url(client: httpx.AsyncClient) -> httpx.URL:
-    """The absolute URL of Ollama's ``/api/chat`` for ``client``, made once per base URL.
-
-    The same URL httpx makes of ``CHAT_PATH`` (under the base URL's path), but httpx
-    parses a relative URL and its join again on every request: ~35 µs of the time to
-    first token, which a ready httpx.URL skips.
-    """
-    base = client.base_url
-    known = _chat_urls.get(client)
-    if known is None or known[0] is not base:
-        known = _chat_urls[client] = (base, client.build_request("POST", CHAT_PATH).url)
-    return known[1]
-
-
 def open_client(ollama_url: str, *, connect_timeout: float) -> httpx.AsyncClient:
-    """The one client for Ollama, opened in the ASGI lifespan.
+    """The client for Ollama's admin calls, opened in the ASGI lifespan (``/api/chat`` has
+    its own, :mod:`proxy.ollama_chat`).
 
     Only the connect step has an httpx timeout: reads are bounded by the relay, which knows
     whether it is waiting for the first token (minutes of prefill) or between two chunks.
