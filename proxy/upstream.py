@@ -27,6 +27,7 @@ __all__ = ["open_client", "status_error", "transport_error", "probe_version", "C
 
 CHAT_PATH = "/api/chat"
 
+
 def open_client(ollama_url: str, *, connect_timeout: float) -> httpx.AsyncClient:
     """The client for Ollama's admin calls, opened in the ASGI lifespan (``/api/chat`` has
     its own, :mod:`proxy.ollama_chat`).
