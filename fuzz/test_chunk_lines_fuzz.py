@@ -33,7 +33,10 @@ chunk = st.fixed_dictionaries({}, optional={
     "error": st.one_of(st.text(max_size=10), anything)})
 line = st.one_of(chunk.map(lambda o: json.dumps(o, ensure_ascii=False).encode()),
                  anything.map(lambda o: json.dumps(o).encode()),
-                 st.sampled_from([b"<html>502</html>", b"{", b'{"a":1} {"b":2}', b"nul"]))
+                 st.sampled_from([b"<html>502</html>", b"{", b'{"a":1} {"b":2}', b"nul", b'{"error": null}',
+                                  b'{"error": {"code": 1}}', b'{"message": null}', b'{"message": {"content": null}}',
+                                  b'{"done": 1}', b'{"eval_count": true}', b'{"eval_count": -3}',
+                                  b'{"done_reason": "stop"}', b'{"message": {"tool_calls": [{"function": {}}]}}']))
 
 
 def reference(lines: list[bytes]):

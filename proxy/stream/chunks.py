@@ -110,7 +110,8 @@ class _WireChunk(msgspec.Struct):
     done_reason: str = ""
     prompt_eval_count: int = 0
     eval_count: int = 0
-    error: str | None = None
+    #: present only in an error line; a null or a non-string error takes the reference path
+    error: str | msgspec.UnsetType = msgspec.UNSET
 
 
 _decode_lines = msgspec.json.Decoder(_WireChunk).decode_lines
@@ -133,7 +134,7 @@ def parse_lines(lines: list[bytes]) -> list[OllamaChunk] | None:
         return None
     chunks = []
     for wire in wires:
-        if wire.error is not None:
+        if wire.error is not msgspec.UNSET:
             chunks.append(OllamaChunk(error=wire.error))
             continue
         message = wire.message
