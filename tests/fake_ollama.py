@@ -43,7 +43,7 @@ import json
 import re
 import socket
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeAlias
 
 import h11
@@ -51,7 +51,7 @@ import trio
 
 __all__ = [
     "FakeOllama", "Model", "Recorded", "Disconnect",
-    "Action", "Status", "Chunk", "Line", "Raw", "Burst", "Sleep", "Stall", "Reset", "Close",
+    "Action", "Status", "Chunk", "Line", "Raw", "Burst", "Await", "Sleep", "Stall", "Reset", "Close",
     "text_stream", "tool_call", "check_script",
 ]
 
@@ -159,6 +159,14 @@ class Burst:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Await:
+    """Wait for ``until()`` (an async callable) before the next action: lockstep with the
+    test, e.g. "until the proxy has written the previous chunk"."""
+
+    until: Callable[[], Awaitable[Any]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Sleep:
     """Pause (``trio.sleep``, so a MockClock drives it)."""
 
@@ -182,7 +190,7 @@ class Close:
     stream, or no response at all when nothing was sent yet. Nothing may follow it."""
 
 
-Action: TypeAlias = Status | Chunk | Line | Raw | Burst | Sleep | Stall | Reset | Close
+Action: TypeAlias = Status | Chunk | Line | Raw | Burst | Await | Sleep | Stall | Reset | Close
 _CONTENT = (Chunk, Line, Raw, Burst)
 _TERMINAL = (Stall, Reset, Close)
 
@@ -809,6 +817,9 @@ class FakeOllama:
             elif isinstance(action, Sleep):
                 run.activity = "sleep"
                 await trio.sleep(action.seconds)
+            elif isinstance(action, Await):
+                run.activity = "sleep"
+                await action.until()
             elif isinstance(action, Stall):
                 run.activity = "stall"
                 await trio.sleep_forever()

@@ -15,7 +15,7 @@ import trio
 
 from proxy import relay
 from proxy.ollama_chat import ChunkedBody, OllamaChat, _Connection
-from tests.fake_ollama import Burst, Chunk, Reset, Sleep, Stall, Status, text_stream
+from tests.fake_ollama import Await, Burst, Chunk, Reset, Sleep, Stall, Status, text_stream
 from tests.test_lifecycle import BODY, live_request_tasks, sse_events, wait_until
 
 CHAT = json.dumps({"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -196,10 +196,17 @@ async def test_a_burst_of_chunks_goes_out_in_fewer_writes(fake_ollama, proxy, wr
 
 
 async def test_a_trickle_goes_out_one_chunk_per_write(fake_ollama, proxy, writes):
+    # Lockstep: the fake sends the next chunk only once the proxy wrote the previous one, so
+    # a relay that waited for more chunks to fill a batch would hang here (and fail_after).
     tokens = [f"t{i} " for i in range(5)]
     script = []
-    for token in tokens:
-        script += [Chunk(content=token), Sleep(0.1)]
+    for n, token in enumerate(tokens, start=1):
+
+        async def written(n: int = n) -> None:
+            while sum(1 for w in writes if w) < n:
+                await trio.sleep(0.001)
+
+        script += [Chunk(content=token), Await(written)]
     fake_ollama.script_chat([*script, Chunk(content="", done=True, done_reason="stop", eval_count=5)])
     assert await stream_text(proxy) == "".join(tokens)
     assert [n for n in writes if n] == [1, 1, 1, 1, 1]
