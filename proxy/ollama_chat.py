@@ -49,13 +49,12 @@ MAX_ERROR_BODY = 1024 * 1024
 class _Connection:
     """One HTTP/1.1 connection: its stream, its h11 state, when it was last used."""
 
-    __slots__ = ("stream", "h11", "idle_since", "reused")
+    __slots__ = ("stream", "h11", "idle_since")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
-        self.reused = False
 
     def socket(self) -> trio.socket.SocketType:
         stream = self.stream
@@ -67,11 +66,12 @@ class _Connection:
     def looks_closed(self) -> bool:
         """An idle connection with anything to read has been closed (or is broken): an
         HTTP server sends nothing between responses."""
+        poller = select.poll()  # not select(): no limit on the descriptor's number
         try:
-            readable, _, _ = select.select([self.socket().fileno()], [], [], 0)
+            poller.register(self.socket().fileno(), select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(readable)
 
     async def close(self) -> None:
         """Close at once: nothing is sent or waited for, even under cancellation."""
@@ -335,7 +335,6 @@ class OllamaChat:
         while self._idle:
             connection = self._idle.pop()  # the most recently used: the likeliest alive
             if now - connection.idle_since < self.keepalive_expiry and not connection.looks_closed():
-                connection.reused = True
                 return connection
             await connection.close()
         return await self._connect()
