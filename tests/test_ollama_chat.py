@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
+import ssl
+import subprocess
 
 import httpx
 import pytest
@@ -157,6 +159,47 @@ async def test_refused_reset_and_garbage_raise_httpx_errors(fake_ollama):
             with pytest.raises(httpx.RemoteProtocolError):
                 await answer(OllamaChat(url, connect_timeout=2))
             nursery.cancel_scope.cancel()
+
+
+async def test_https_ollama_through_a_tls_front(fake_ollama, tmp_path, monkeypatch):
+    # Ollama behind a TLS reverse proxy (a team's GPU box): a self-signed certificate the
+    # client trusts through SSL_CERT_FILE, as a user would point it at their own CA.
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+
+    async def pipe(source: trio.abc.ReceiveStream, sink: trio.abc.SendStream) -> None:
+        try:
+            while data := await source.receive_some(65536):
+                await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        await trio.aclose_forcefully(sink)
+
+    async def front(tls: trio.SSLStream) -> None:
+        plain = await trio.open_tcp_stream("127.0.0.1", fake_ollama.port)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pipe, tls, plain)
+            nursery.start_soon(pipe, plain, tls)
+
+    fake_ollama.script_chat(text_stream("secure one"))
+    fake_ollama.script_chat(text_stream("secure two"))
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(functools.partial(
+                trio.serve_ssl_over_tcp, front, 0, server_context, host="127.0.0.1"))
+            chat = OllamaChat(f"https://127.0.0.1:{listeners[0].transport_listener.socket.getsockname()[1]}",
+                              connect_timeout=5)
+            answers = [await answer(chat), await answer(chat)]
+            await chat.aclose()
+            nursery.cancel_scope.cancel()
+    texts = ["".join(c["message"]["content"] for c in lines(body)) for _, body in answers]
+    assert texts == ["secure one", "secure two"]
+    assert chat.connections_opened == 1  # the TLS connection was kept and reused
 
 
 # -- batching: one downstream write per socket read ----------------------------------------
