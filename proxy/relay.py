@@ -28,11 +28,11 @@ import trio
 from .asgi import Receive, Send, send_error, send_json
 from .errors import ProxyError, UpstreamTimeout
 from .live import RequestWatch
+from .ollama_chat import OllamaChat
 from .protocol.translate import TranslatedRequest, encode_ollama_body
 from .stream.events import Event, Ping, encode_sse
 from .stream.message import MessageBuilder
 from .stream.translator import ResponseTranslator
-from .ollama_chat import OllamaChat
 from .upstream import status_error, transport_error
 
 __all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
