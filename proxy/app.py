@@ -31,6 +31,7 @@ from .events_socket import reject_handshake, serve_events
 from .live import LiveRequests
 from .logs import configure_logging, request_context
 from .ollama_admin import list_models, settle_container_default
+from .ollama_chat import OllamaChat, open_chat
 from .protocol.bounded import DEPTH_LIMIT, BoundedDict, clip, too_deep
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
@@ -143,6 +144,8 @@ class ProxyApp:
         self._console_log = console_log
         self.settings: Any = None
         self.client: httpx.AsyncClient | None = None
+        #: Ollama's /api/chat (the hot path); ``client`` serves the admin calls
+        self.chat: OllamaChat | None = None
         self.capabilities: CapabilityCache | None = None
         self.relay_settings = RelaySettings()
         #: recent requests' tools, so a session's repeated tools are parsed and translated once
@@ -188,6 +191,10 @@ class ProxyApp:
         self._cpu_limiter = trio.CapacityLimiter(2)
         origin = describe_source(settings, "ollama_url")
         self.client = open_client(
+            settings.ollama_url, connect_timeout=settings.connect_timeout, origin=origin,
+            max_connections=settings.ollama_connections,
+        )
+        self.chat = open_chat(
             settings.ollama_url, connect_timeout=settings.connect_timeout, origin=origin,
             max_connections=settings.ollama_connections,
         )
@@ -239,6 +246,10 @@ class ProxyApp:
             with trio.move_on_after(5, shield=True):
                 await self.client.aclose()
             self.client = None
+        if self.chat is not None:
+            with trio.move_on_after(5, shield=True):
+                await self.chat.aclose()
+            self.chat = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         async with trio.open_nursery() as nursery:
@@ -540,7 +551,7 @@ class ProxyApp:
             outcome = await serve_messages(
                 receive,
                 send,
-                client=self.client,
+                client=self.chat,
                 settings=self.relay_settings,
                 request=request,
                 translator=translator,

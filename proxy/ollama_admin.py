@@ -20,7 +20,7 @@ import trio
 
 from .errors import ProxyError, UpstreamProtocolError
 from .stream.ndjson import NDJSONDecoder
-from .upstream import ERROR_BODY_LIMIT, read_capped, remember_origin, status_error, transport_error
+from .upstream import ERROR_BODY_LIMIT, read_capped, remember_client, status_error, transport_error
 
 __all__ = [
     "InstalledModel",
@@ -93,7 +93,7 @@ def open_admin_client(ollama_url: str, *, connect_timeout: float = 5.0, origin: 
         headers={"user-agent": "claude-code-ollama-proxy"},
         trust_env=False,
     )
-    return remember_origin(client, origin)
+    return remember_client(client, origin=origin)
 
 
 def canonical_name(name: str) -> str:

@@ -28,11 +28,12 @@ import trio
 from .asgi import Receive, Send, send_error, send_json
 from .errors import ProxyError, ShuttingDown, UpstreamError, UpstreamTimeout
 from .live import RequestWatch
+from .ollama_chat import OllamaChat
 from .protocol.translate import TranslatedRequest, encode_ollama_body
 from .stream.events import Event, Ping, encode_sse
 from .stream.message import MessageBuilder
 from .stream.translator import ResponseTranslator
-from .upstream import ERROR_BODY_LIMIT, chat_url, read_capped, status_error, transport_error
+from .upstream import ERROR_BODY_LIMIT, read_capped, status_error, transport_error
 
 __all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
 
@@ -43,7 +44,6 @@ DRAIN_TIMEOUT = 0.25
 #: the wait before the one quick retry of a failure before any output: long enough for
 #: Ollama to notice its runner died (or to finish restarting), short enough to go unseen
 CRASH_RETRY_DELAY = 0.5
-_JSON = {"content-type": "application/json"}
 #: how long the last word to a client cut by the shutdown may take to send
 SHUTDOWN_NOTICE_TIMEOUT = 1.0
 
@@ -213,7 +213,7 @@ def _phase(translator: ResponseTranslator, answered: bool) -> str:
 
 
 async def relay_upstream(
-    client: httpx.AsyncClient,
+    client: OllamaChat,
     settings: RelaySettings,
     request: TranslatedRequest,
     translator: ResponseTranslator,
@@ -235,7 +235,7 @@ async def relay_upstream(
     most ``crash_retries`` times; a busy Ollama (503) ``busy_retries`` - 1 times. Whatever
     is raised after that is the final answer (see ProxyError.should_retry).
     """
-    url = str(client.base_url)
+    url = client.url
     start = trio.current_time()
     retry_until = start + settings.busy_retry_window
     attempt = 0
@@ -248,7 +248,7 @@ async def relay_upstream(
             failure: ProxyError | None = None
             try:
                 payload = encode_ollama_body(request)
-                async with client.stream("POST", chat_url(client), content=payload, headers=_JSON) as response:
+                async with client.stream(payload) as response:
                     progress["answered"] = True
                     progress["ollama_status"] = response.status_code
                     if response.status_code != 200:
@@ -351,7 +351,7 @@ async def serve_messages(
     receive: Receive,
     send: Send,
     *,
-    client: httpx.AsyncClient,
+    client: OllamaChat,
     settings: RelaySettings,
     request: TranslatedRequest,
     translator: ResponseTranslator,
@@ -403,7 +403,7 @@ async def serve_messages(
 
 async def _serve(
     receive: Receive,
-    client: httpx.AsyncClient,
+    client: OllamaChat,
     settings: RelaySettings,
     request: TranslatedRequest,
     translator: ResponseTranslator,

@@ -11,6 +11,7 @@ import json
 import re
 import weakref
 from contextlib import aclosing
+from typing import TypeVar
 
 import httpx
 import trio
@@ -29,8 +30,8 @@ from .errors import (
 )
 
 __all__ = [
-    "open_client", "chat_url", "status_error", "transport_error", "probe_version", "read_capped",
-    "remember_origin", "url_origin", "pool_limit", "CHAT_PATH", "ERROR_BODY_LIMIT",
+    "open_client", "status_error", "transport_error", "probe_version", "read_capped",
+    "remember_client", "url_origin", "pool_limit", "CHAT_PATH", "ERROR_BODY_LIMIT",
 ]
 
 CHAT_PATH = "/api/chat"
@@ -53,50 +54,40 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes:
                 break
     return b"".join(parts)[:limit]
 
-#: client → (its base_url, the chat URL made from it)
-_chat_urls: weakref.WeakKeyDictionary[httpx.AsyncClient, tuple[httpx.URL, httpx.URL]] = weakref.WeakKeyDictionary()
 
-
-def chat_url(client: httpx.AsyncClient) -> httpx.URL:
-    """The absolute URL of Ollama's ``/api/chat`` for ``client``, made once per base URL.
-
-    The same URL httpx makes of ``CHAT_PATH`` (under the base URL's path), but httpx
-    parses a relative URL and its join again on every request: ~35 µs of the time to
-    first token, which a ready httpx.URL skips.
-    """
-    base = client.base_url
-    known = _chat_urls.get(client)
-    if known is None or known[0] is not base:
-        known = _chat_urls[client] = (base, client.build_request("POST", CHAT_PATH).url)
-    return known[1]
-
+_C = TypeVar("_C")
 
 #: client → where its Ollama URL came from (``from OLLAMA_HOST``…), for the error hints
-_origins: weakref.WeakKeyDictionary[httpx.AsyncClient, str] = weakref.WeakKeyDictionary()
+_origins: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
 #: client → its connection limit (for the message when every connection stays busy)
-_pool_limits: weakref.WeakKeyDictionary[httpx.AsyncClient, int] = weakref.WeakKeyDictionary()
+_pool_limits: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
 
 
-def remember_origin(client: httpx.AsyncClient, origin: str | None) -> httpx.AsyncClient:
-    """Note where ``client``'s Ollama URL came from (see :func:`proxy.config.describe_source`)."""
+def remember_client(client: _C, *, origin: str | None, max_connections: int | None = None) -> _C:
+    """Note where ``client``'s Ollama URL came from (see :func:`proxy.config.describe_source`)
+    and how many connections it may open, for the messages of :func:`transport_error`.
+    ``client``: the admin httpx client or the chat client (:mod:`proxy.ollama_chat`)."""
     if origin:
         _origins[client] = origin
+    if max_connections is not None:
+        _pool_limits[client] = max_connections
     return client
 
 
-def url_origin(client: httpx.AsyncClient) -> str:
+def url_origin(client: object) -> str:
     return _origins.get(client, "")
 
 
-def pool_limit(client: httpx.AsyncClient) -> int | None:
-    """The connection limit ``client`` was opened with (None: not opened by open_client)."""
+def pool_limit(client: object) -> int | None:
+    """The connection limit ``client`` was opened with (None: not told)."""
     return _pool_limits.get(client)
 
 
 def open_client(
     ollama_url: str, *, connect_timeout: float, origin: str | None = None, max_connections: int = 256
 ) -> httpx.AsyncClient:
-    """The one client for Ollama, opened in the ASGI lifespan.
+    """The client for Ollama's admin calls, opened in the ASGI lifespan (``/api/chat`` has
+    its own, :mod:`proxy.ollama_chat`).
 
     Only the connect step has an httpx timeout: reads are bounded by the relay, which knows
     whether it is waiting for the first token (minutes of prefill) or between two chunks.
@@ -109,8 +100,7 @@ def open_client(
         headers={"user-agent": "claude-code-ollama-proxy"},
         trust_env=False,  # an HTTP(S)_PROXY meant for the internet must not catch localhost
     )
-    _pool_limits[client] = max_connections
-    return remember_origin(client, origin)
+    return remember_client(client, origin=origin, max_connections=max_connections)
 
 
 _ERROR_START = re.compile(r'\{\s*"error"\s*:\s*"((?:[^"\\]|\\.){0,%d})' % ERROR_TEXT_LIMIT)

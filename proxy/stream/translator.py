@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from ..errors import ProxyError, UpstreamError, UpstreamProtocolError
 from ..protocol.tool_repair import repair_tool_call
-from .chunks import OllamaChunk, parse_chunk
+from .chunks import OllamaChunk, parse_chunk, parse_lines
 from .events import Event
 from .machine import ContentBlockMachine, State
 from .ndjson import NDJSONDecoder
@@ -128,8 +128,12 @@ class ResponseTranslator:
     def feed(self, data: bytes) -> list[Event]:
         events: list[Event] = []
         try:
-            for obj in self.decoder.feed(data):
-                events += self.feed_chunk(parse_chunk(obj))
+            lines = self.decoder.feed_lines(data)
+            chunks = parse_lines(lines)
+            if chunks is None:  # the reference path: every line's JSON, then each chunk in turn
+                chunks = map(parse_chunk, [NDJSONDecoder.parse(line) for line in lines])
+            for chunk in chunks:
+                events += self.feed_chunk(chunk)
         except UpstreamError:
             # Lines before the bad one were good: their events go out before the error.
             self._unsent = events
