@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import trio
 
 from . import doctor as doctor_checks
+from .config import describe_source
 from .errors import ProxyError
 from .ollama_admin import InstalledModel, PullProgress, describe_models, list_models, open_admin_client, pull_model
 from .routing import host_urls
@@ -59,13 +60,14 @@ async def models(settings: Any, *, as_json: bool = False, out: TextIO | None = N
     out = out or sys.stdout
     roles = doctor_checks.model_roles(settings)
     urls = host_urls(settings.ollama_url)
+    origin = describe_source(settings, "ollama_url")
     installed: list[InstalledModel] = []
     details: dict[str, Any] = {}
     #: model name → the hosts that have it (several hosts only)
     where: dict[str, list[str]] = {}
     for url in urls:
         try:
-            async with open_admin_client(url) as client:
+            async with open_admin_client(url, origin=origin) as client:
                 with trio.fail_after(timeout):
                     on_host = await list_models(client)
                     new = [m for m in on_host if m.name not in details]
@@ -182,13 +184,14 @@ async def pull(settings: Any, model: str, *, out: TextIO | None = None, tty: boo
     """Pull ``model`` on every Ollama host, one after the other (1 if any failed)."""
     out = out or sys.stdout
     urls = host_urls(settings.ollama_url)
+    origin = describe_source(settings, "ollama_url")
     code = 0
     for url in urls:
         if len(urls) > 1:
             print(f"Ollama at {url}:", file=out, flush=True)
         printer = PullPrinter(out, tty=tty)
         try:
-            async with open_admin_client(url) as client:
+            async with open_admin_client(url, origin=origin) as client:
                 await pull_model(client, model, printer)
         except ProxyError as exc:
             printer.close()

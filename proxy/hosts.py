@@ -1,8 +1,9 @@
 """The Ollama hosts behind the proxy: one client each, their polls, and each request's route.
 
 :class:`HostPool` is opened in the ASGI lifespan. It holds the sans-I/O
-:class:`~proxy.routing.HostTable` (what is known of every host), one httpx client and one
-capability cache per host, and — when there are several hosts — a monitor task run in the
+:class:`~proxy.routing.HostTable` (what is known of every host), and per host an httpx
+client for the admin calls (capabilities, polls, probes), an :class:`~proxy.ollama_chat.OllamaChat`
+for ``/api/chat`` and a capability cache, and — when there are several hosts — a monitor task run in the
 lifespan's nursery: it reads each host's ``/api/tags`` and ``/api/ps`` every
 ``host_poll_interval`` seconds (each read bounded by ``connect_timeout``), and probes a down
 host again as soon as its backoff expires. Real traffic reports too (:meth:`Route.attempt`):
@@ -23,6 +24,7 @@ import trio
 
 from .capabilities import CapabilityCache
 from .errors import (
+    PoolExhausted,
     ProxyError,
     UpstreamBusy,
     UpstreamError,
@@ -31,6 +33,7 @@ from .errors import (
     UpstreamUnreachable,
 )
 from .ollama_admin import InstalledModel, list_models, list_running
+from .ollama_chat import OllamaChat, open_chat
 from .routing import Host, HostState, HostTable, parse_host_list
 from .upstream import open_client, probe_version
 
@@ -58,8 +61,9 @@ class Route:
     def single(self) -> bool:
         return len(self.pool.table) == 1
 
-    def client(self, host: Host) -> httpx.AsyncClient:
-        return self.pool.clients[host.url]
+    def client(self, host: Host) -> OllamaChat:
+        """``host``'s chat client (what :func:`proxy.relay.relay_upstream` streams from)."""
+        return self.pool.chats[host.url]
 
     @contextlib.contextmanager
     def attempt(self, host: Host) -> Iterator[None]:
@@ -100,9 +104,13 @@ class Route:
 
     @staticmethod
     def may_try_next(exc: ProxyError) -> bool:
-        """Would another host do better? Not for a bad request (every host says the same)
-        nor a timeout of the first token (the client has waited long enough)."""
-        return isinstance(exc, (UpstreamUnreachable, UpstreamProtocolError, UpstreamBusy, UpstreamModelNotFound)) or (
+        """Would another host do better? Yes for a host that is down, busy (its queue or
+        the proxy's connections to it full), lacks the model or failed. Not for a bad
+        request (every host says the same) nor a timeout of the first token (the client has
+        waited long enough)."""
+        return isinstance(
+            exc, (UpstreamUnreachable, UpstreamProtocolError, UpstreamBusy, UpstreamModelNotFound, PoolExhausted)
+        ) or (
             type(exc) is UpstreamError
         )
 
@@ -110,10 +118,28 @@ class Route:
 class HostPool:
     """Every configured Ollama. ``async with`` is not needed: :meth:`aclose` in the lifespan."""
 
-    def __init__(self, ollama_url: str, *, connect_timeout: float, saturation: int = 0, poll_interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        ollama_url: str,
+        *,
+        connect_timeout: float,
+        saturation: int = 0,
+        poll_interval: float = 10.0,
+        origin: str | None = None,
+        max_connections: int = 256,
+    ) -> None:
         specs = parse_host_list(ollama_url)
         self.table = HostTable(specs, saturation=saturation)
-        self.clients = {spec.url: open_client(spec.url, connect_timeout=connect_timeout) for spec in specs}
+        #: per host: the admin client (httpx) and the /api/chat client (the hot path), with
+        #: the same connect timeout, origin (for messages) and connection limit
+        self.clients = {
+            spec.url: open_client(spec.url, connect_timeout=connect_timeout, origin=origin, max_connections=max_connections)
+            for spec in specs
+        }
+        self.chats = {
+            spec.url: open_chat(spec.url, connect_timeout=connect_timeout, origin=origin, max_connections=max_connections)
+            for spec in specs
+        }
         self.capability_caches = {url: CapabilityCache(client) for url, client in self.clients.items()}
         self.poll_interval = max(0.5, poll_interval)
         self.poll_timeout = max(0.5, connect_timeout)
@@ -134,15 +160,18 @@ class HostPool:
         return self.capability_caches[host.url]
 
     async def aclose(self) -> None:
+        """Close every host's clients (shielded, bounded: called in the shutdown)."""
         with trio.move_on_after(5, shield=True):
             for client in self.clients.values():
                 await client.aclose()
+            for chat in self.chats.values():
+                await chat.aclose()
 
     # -- routes -----------------------------------------------------------------------
 
     async def route(self, model: str, key: str) -> Route:
         """The route for ``model`` and session ``key``. When no host is known to have the
-        model, the hosts are asked again (bounded) before the 404 that lists them."""
+        model, the hosts are asked again (bounded) before the 400 that lists them (a missing model is a 400: issue 16)."""
         now = trio.current_time()
         hosts = self.table.plan(model, key, now)
         if not hosts:

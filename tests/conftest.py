@@ -11,6 +11,7 @@ import anthropic
 import pytest
 import trio
 
+from proxy.app import ProxyApp
 from proxy.config import load_settings
 from proxy.server import serve
 from tests.fake_ollama import FakeOllama, Model
@@ -28,6 +29,8 @@ MODELS = [
 class RunningProxy:
     url: str
     settings: Any
+    #: the served application, for tests that check its internal state (bounded tables)
+    app: ProxyApp
 
     def client(self, **kwargs: Any) -> anthropic.Anthropic:
         """A synchronous SDK client (run it with ``trio.to_thread.run_sync``). No retries:
@@ -57,10 +60,11 @@ def start_proxy(
         values = {"host": "127.0.0.1", "port": 0, "ollama_url": fake_ollama.url, "log_level": "DEBUG"}
         values.update(overrides)
         settings = load_settings(values, environ={}, read_config_file=False)
+        app = ProxyApp(settings)
         urls = await nursery.start(
-            functools.partial(serve, settings, shutdown_trigger=shutdown_trigger)
+            functools.partial(serve, settings, shutdown_trigger=shutdown_trigger, app=app)
         )
-        return RunningProxy(url=urls[0], settings=settings)
+        return RunningProxy(url=urls[0], settings=settings, app=app)
 
     return start
 

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from tests.conftest import MODELS
-from tests.fake_ollama import Chunk, Close, FakeOllama, Model, Recorded, Reset, Sleep, Status, text_stream
+from tests.fake_ollama import Chunk, Close, FakeOllama, Line, Model, Recorded, Reset, Sleep, Status, text_stream
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -121,7 +121,7 @@ async def test_requests_go_only_to_hosts_with_the_model(nursery, start_proxy):
             assert served_by([a, b, c], before) in (["b"], ["c"])
         assert a.chats == 0 and b.chats and c.chats  # affinity spreads over the two that have it
         error = await asks(proxy, model="mistral:7b")
-    assert isinstance(error, anthropic.NotFoundError)
+    assert isinstance(error, anthropic.BadRequestError)  # a missing model is a 400 (issue 16): Claude Code shows its message
     message = error.body["error"]["message"]
     assert "mistral:7b" in message and a.url in message and c.url in message and "ollama pull" in message
 
@@ -273,6 +273,50 @@ async def test_503_spills_to_the_next_host_and_all_busy_is_a_529(nursery, start_
     assert state["state"] == "up"  # busy is not down
 
 
+async def test_failing_over_is_the_quick_retry_and_the_last_host_gets_crash_retries(nursery, start_proxy):
+    """Issue 16's quick crash retry with several hosts: a host that fails before any output
+    (an error line after its 200, or a 500) hands the request to the next at once, without
+    a retry of its own; only the plan's last host is retried once, then the answer is final
+    (x-should-retry: false)."""
+    all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "ab"))
+    proxy = await start_proxy(ollama_url=[b.url for b in all_boxes], commit_grace=0.05)
+    crash = [Status(500, body={"error": "llama runner process has terminated: signal: killed"})]
+    with trio.fail_after(30):
+        before = counts(all_boxes)
+        await asks(proxy, session="s")
+        (home_name,) = served_by(all_boxes, before)
+        home = next(b for b in all_boxes if b.name == home_name)
+        other = next(b for b in all_boxes if b is not home)
+        # an error line once the 200 is out (the proxy has committed its 200 and
+        # message_start): the translator was fed bytes, but no output came, so the next
+        # host answers in full
+        home.fake.script_chat([Status(200), Sleep(0.2), Line({"error": "out of memory"})])
+        other.fake.script_chat(text_stream("from the other host"))
+        before = counts(all_boxes)
+        message = await asks(proxy, session="s", stream=True)
+        assert not isinstance(message, Exception), message
+        assert message.content[0].text == "from the other host"
+        assert counts(all_boxes) == {home.name: before[home.name] + 1, other.name: before[other.name] + 1}
+        # every host crashes: home once (failing over is its retry), the last host twice
+        while await host_state(proxy, home.url) != "up":
+            await trio.sleep(0.05)
+        home.fake.script_chat(crash)
+        other.fake.script_chat(crash)
+        other.fake.script_chat(crash)
+        before = counts(all_boxes)
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(
+                proxy.url + "/v1/messages",
+                headers={"x-claude-code-session-id": "s"},
+                json={"model": "qwen3:8b", "max_tokens": 32, "messages": USER},
+            )
+    assert response.status_code == 500
+    assert response.headers["x-should-retry"] == "false"
+    assert "llama runner process has terminated" in response.json()["error"]["message"]
+    assert counts(all_boxes) == {home.name: before[home.name] + 1, other.name: before[other.name] + 2}
+    assert home.fake.pending_scripts == 0 and other.fake.pending_scripts == 0
+
+
 async def test_a_saturated_host_sends_the_session_to_the_next(nursery, start_proxy):
     all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "ab"))
     proxy = await start_proxy(ollama_url=[b.url for b in all_boxes], host_saturation=1)
@@ -375,11 +419,12 @@ async def test_health_log_and_live_view_name_the_hosts(nursery, start_proxy, tmp
 
 
 async def test_one_url_sends_nothing_but_the_requests(fake_ollama, proxy):
-    """One host: no background polls, exactly as before several hosts were possible."""
+    """One host: no background polls, exactly as before several hosts were possible
+    (main's one start-up probe of /api/version, issue 13, then only the requests')."""
     with trio.fail_after(20):
         await asks(proxy)
         await trio.sleep(0.3)
-    assert [r.path for r in fake_ollama.requests] == ["/api/show", "/api/chat"]
+    assert [r.path for r in fake_ollama.requests] == ["/api/version", "/api/show", "/api/chat"]
 
 
 async def test_a_client_that_leaves_closes_the_one_open_connection(nursery, start_proxy):
