@@ -14,6 +14,7 @@ import trio
 from proxy.app import ProxyApp
 from proxy.config import load_settings
 from proxy.server import serve
+from tests.claude_code import claude_code_binary
 from tests.fake_ollama import FakeOllama, Model
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "claude-code"
@@ -72,3 +73,14 @@ def start_proxy(
 @pytest.fixture
 async def proxy(start_proxy: Callable[..., Awaitable[RunningProxy]]) -> RunningProxy:
     return await start_proxy()
+
+
+@pytest.fixture(scope="session")
+def claude_bin():
+    """The real Claude Code binary (installed from npm into .cache/ on first use)."""
+    try:
+        return claude_code_binary()
+    except RuntimeError as exc:  # no npm, or the registry is unreachable
+        # A failure, not a skip: a run that never started the real client proved nothing
+        # about it. README says what `make test` needs (npm) and fetches.
+        pytest.fail(f"{exc}\n(make test needs npm to fetch Claude Code into .cache/; see README)")

@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-import pytest
 import trio
-from trio_websocket import open_websocket_url
 
-from tests.claude_code import claude_code_binary, claude_code_env
+from tests.claude_code import claude_code_env, run_watching_feed
 from tests.fake_ollama import Recorded, text_stream
 
 
@@ -27,14 +25,6 @@ def _offers_write(body: dict) -> bool:
     return any(t["function"]["name"] == "Write" for t in body.get("tools", []))
 
 
-@pytest.fixture(scope="module")
-def claude_bin():
-    try:
-        return claude_code_binary()
-    except RuntimeError as exc:  # no npm, or the registry is unreachable
-        # A failure, not a skip: a run that never started the real client proved nothing
-        # about it. README says what `make test` needs (npm) and fetches.
-        pytest.fail(f"{exc}\n(make test needs npm to fetch Claude Code into .cache/; see README)")
 
 
 async def test_claude_code_writes_a_file_through_the_proxy(fake_ollama, proxy, claude_bin, tmp_path):
@@ -54,23 +44,9 @@ async def test_claude_code_writes_a_file_through_the_proxy(fake_ollama, proxy, c
     fake_ollama.on_chat = answer
     command = [str(claude_bin), "-p", "write hello to hello.txt", "--output-format", "json",
                "--allowedTools", "Write,Bash,Read"]
-    feed: list[dict] = []
-
-    async def watch_feed(task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with open_websocket_url(proxy.url.replace("http://", "ws://") + "/v1/events") as ws:
-            task_status.started()
-            while True:
-                feed.append(json.loads(await ws.get_message()))
-
-    with trio.fail_after(180):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(watch_feed)
-            result = await trio.run_process(
-                command, cwd=work, env=claude_code_env(proxy.url, tmp_path / "home"),
-                capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL,
-            )
-            await trio.sleep(0.2)  # the last finished event is on its way
-            nursery.cancel_scope.cancel()
+    result, feed = await run_watching_feed(
+        command, cwd=work, env=claude_code_env(proxy.url, tmp_path / "home"), proxy_url=proxy.url, timeout=180
+    )
     stdout, stderr = result.stdout.decode(), result.stderr.decode()
     requests = [r.body for r in fake_ollama.chat_requests]
     diagnostics = f"exit {result.returncode}\nstdout: {stdout[-3000:]}\nstderr: {stderr[-3000:]}\n" + "\n".join(

@@ -7,29 +7,18 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 from typing import Any
 
 import pytest
-import trio
-from trio_websocket import open_websocket_url
 
-from tests.claude_code import claude_code_binary, claude_code_env
+from tests.claude_code import claude_code_env, is_agent_turn, run_watching_feed
 from tests.fake_ollama import Chunk, Recorded, text_stream
 
 LOOP_LINE = "I should check the configuration file once more.\n"
 
 
-@pytest.fixture(scope="module")
-def claude_bin():
-    try:
-        return claude_code_binary()
-    except RuntimeError as exc:  # no npm, or the registry is unreachable
-        pytest.skip(str(exc))
 
 
-def is_agent_turn(record: Recorded) -> bool:
-    return bool(record.body and record.body.get("tools"))
 
 
 async def run_claude(claude_bin, proxy, tmp_path, prompt: str, *extra: str) -> tuple[dict[str, Any], list[dict]]:
@@ -37,23 +26,9 @@ async def run_claude(claude_bin, proxy, tmp_path, prompt: str, *extra: str) -> t
     work = tmp_path / "project"
     work.mkdir(exist_ok=True)
     command = [str(claude_bin), "-p", prompt, "--output-format", "json", *extra]
-    feed: list[dict] = []
-
-    async def watch_feed(task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with open_websocket_url(proxy.url.replace("http://", "ws://") + "/v1/events") as ws:
-            task_status.started()
-            while True:
-                feed.append(json.loads(await ws.get_message()))
-
-    with trio.fail_after(90):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(watch_feed)
-            result = await trio.run_process(
-                command, cwd=work, env=claude_code_env(proxy.url, tmp_path / "home"),
-                capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL,
-            )
-            await trio.sleep(0.2)  # the last events are on their way
-            nursery.cancel_scope.cancel()
+    result, feed = await run_watching_feed(
+        command, cwd=work, env=claude_code_env(proxy.url, tmp_path / "home"), proxy_url=proxy.url, timeout=90
+    )
     stdout = result.stdout.decode()
     try:
         output = json.loads(stdout)
@@ -154,24 +129,10 @@ async def run_auto_mode(fake_ollama, start_proxy, claude_bin, tmp_path, verdict)
     work.mkdir(exist_ok=True)
     env = {**claude_code_env(proxy.url, tmp_path / "home"),
            "CLAUDE_CODE_AUTO_MODE_SERVER": "0", "CLAUDE_CODE_AUTO_MODE_MODEL": "claude-auto-mode"}
-    feed: list[dict] = []
-
-    async def watch_feed(task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with open_websocket_url(proxy.url.replace("http://", "ws://") + "/v1/events") as ws:
-            task_status.started()
-            while True:
-                feed.append(json.loads(await ws.get_message()))
-
-    with trio.fail_after(90):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(watch_feed)
-            result = await trio.run_process(
-                [str(claude_bin), "-p", "write checked.txt with bash", "--output-format", "json",
-                 "--permission-mode", "auto"],
-                cwd=work, env=env, capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL,
-            )
-            await trio.sleep(0.2)
-            nursery.cancel_scope.cancel()
+    result, feed = await run_watching_feed(
+        [str(claude_bin), "-p", "write checked.txt with bash", "--output-format", "json", "--permission-mode", "auto"],
+        cwd=work, env=env, proxy_url=proxy.url, timeout=90,
+    )
     output = json.loads(result.stdout.decode())
     print(json.dumps(output)[:2000])
     checks = [r for r in fake_ollama.chat_requests if r.body["model"] == CHECK_MODEL]

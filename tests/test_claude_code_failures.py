@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.claude_code import claude_code_binary, claude_code_env
+from tests.claude_code import claude_code_env, is_agent_turn
 from tests.fake_ollama import Chunk, Close, Line, Recorded, Sleep, Status, text_stream
 
 #: A run that Claude Code does not retry ends in seconds; ten retries take minutes.
@@ -28,17 +28,8 @@ RUN_LIMIT = 60
 CRASH = {"error": "llama runner process has terminated: exit status 2"}
 
 
-@pytest.fixture(scope="module")
-def claude_bin():
-    try:
-        return claude_code_binary()
-    except RuntimeError as exc:  # no npm, or the registry is unreachable
-        pytest.skip(str(exc))
 
 
-def is_agent_turn(record: Recorded) -> bool:
-    """Claude Code's main loop offers tools; its side requests (titles, …) do not."""
-    return bool(record.body and record.body.get("tools"))
 
 
 async def run_claude(claude_bin, proxy, tmp_path, prompt: str = "say hello") -> dict[str, Any]:

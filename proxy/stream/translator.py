@@ -133,8 +133,10 @@ class ResponseTranslator:
         try:
             lines = self.decoder.feed_lines(data)
             chunks = parse_lines(lines)
-            if chunks is None:  # the reference path: every line's JSON, then each chunk in turn
-                chunks = map(parse_chunk, [NDJSONDecoder.parse(line) for line in lines])
+            if chunks is None:  # the reference path: line by line, each parsed as it is fed
+                # (lazily: a bad line must not stop the good lines before it from counting
+                # as output, or the relay would take the stream for one that produced none)
+                chunks = (parse_chunk(NDJSONDecoder.parse(line)) for line in lines)
             for chunk in chunks:
                 events += self.feed_chunk(chunk)
         except UpstreamError:
