@@ -43,6 +43,9 @@ CORPORA = {
     # a big call printed as text: held until whole, so what matters is not re-reading it all per chunk
     "16 KB Write, <tool_call>": f"<tool_call>{_WRITE}</tool_call>",
     "16 KB Write, ```json": f"```json\n{_WRITE}\n```",
+    # ended by its JSON, not a tag: '>' in the code made every piece re-scan the whole call
+    "16 KB Write, [TOOL_CALLS]Write[ARGS] (code with '>')": "[TOOL_CALLS]Write[ARGS]"
+    + json.dumps({"file_path": "/tmp/a.py", "content": _FILE.replace("]}", "]} > 0")}),
 }
 TOOLS = {name: {"type": "object", "properties": {"command": {"type": "string"}}}
          for name in ("Bash", "Read", "Edit", "Glob", "Grep", "Task", "WebFetch", "TodoWrite")}

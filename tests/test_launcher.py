@@ -212,18 +212,6 @@ def test_claude_environment_without_a_known_window():
 # -- Claude Code itself ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def real_claude():
-    from tests.claude_code import claude_code_binary
-
-    try:
-        return claude_code_binary()
-    except RuntimeError as exc:  # no npm, or the registry is unreachable
-        # A failure, not a skip: a run that never started the real client proved nothing
-        # about it. README says what `make test` needs (npm) and fetches.
-        pytest.fail(f"{exc}\n(make test needs npm to fetch Claude Code into .cache/; see README)")
-
-
 @pytest.fixture
 def no_stdin():
     """Claude Code inherits our stdin; in print mode it reads a piped stdin to the end.
@@ -239,7 +227,7 @@ def no_stdin():
         os.close(null)
 
 
-async def test_claude_code_itself_accepts_the_launchers_environment(fake_ollama, real_claude, tmp_path, capfd, no_stdin):
+async def test_claude_code_itself_accepts_the_launchers_environment(fake_ollama, claude_bin, tmp_path, capfd, no_stdin):
     from tests.claude_code import claude_code_env
 
     def answer(record, index):
@@ -256,7 +244,7 @@ async def test_claude_code_itself_accepts_the_launchers_environment(fake_ollama,
     try:
         with trio.fail_after(180):
             code = await run_claude(settings, ["-p", "say hello", "--output-format", "json"],
-                                    claude_bin=str(real_claude), environ=environ)
+                                    claude_bin=str(claude_bin), environ=environ)
     finally:
         os.chdir(cwd)
     out, err = capfd.readouterr()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import re
 from typing import Any, ClassVar
 
 import json_repair
@@ -95,27 +96,63 @@ class Dialect:
 # -- helpers ------------------------------------------------------------------------------
 
 
+#: the next character that matters outside a string, and inside one
+_STRUCTURE = re.compile(r'["{}\[\]]')
+_IN_STRING = re.compile(r'["\\]')
+#: (start, the text's first characters from there) → (the text scanned, where the scan
+#: stopped, depth, inside a string): a held call grows by appending, so the next call
+#: resumes where this one stopped instead of reading the whole text again
+_RESUME: dict[tuple[int, str], tuple[str, int, int, bool]] = {}
+_RESUME_FROM = 4096  # shorter texts are cheap to scan again
+_RESUME_SIZE = 16
+
+
 def json_end(text: str, start: int = 0) -> int | None:
     """Index just past the JSON object or array that starts at ``text[start]``; None if it
-    is not closed yet."""
-    depth, in_string, escaped = 0, False, False
-    for i in range(start, len(text)):
-        char = text[i]
+    is not closed yet.
+
+    Called again on every piece while a printed call arrives, so it must not read the whole
+    text each time: a 60 KB call streamed in small pieces cost seconds of event loop that
+    way. The scan jumps between the characters that matter (in C), and a long text that
+    is still open is remembered, so the next call on the same text grown longer resumes."""
+    key = (start, text[start : start + 32])
+    saved = _RESUME.pop(key, None)
+    if saved is not None and len(text) >= len(saved[0]) and text.startswith(saved[0]):
+        pos, depth, in_string = saved[1], saved[2], saved[3]
+    else:
+        pos, depth, in_string = start, 0, False
+    size = len(text)
+    while True:
         if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
+            found = _IN_STRING.search(text, pos)
+            if found is None:
+                pos = size
+                break
+            if found.group() == "\\":
+                if found.end() >= size:  # the escaped character has not arrived yet
+                    pos = found.start()
+                    break
+                pos = found.end() + 1
+                continue
+            in_string, pos = False, found.end()
+            continue
+        found = _STRUCTURE.search(text, pos)
+        if found is None:
+            pos = size
+            break
+        char, pos = found.group(), found.end()
+        if char == '"':
             in_string = True
         elif char in "{[":
             depth += 1
-        elif char in "}]":
+        else:
             depth -= 1
             if depth == 0:
-                return i + 1
+                return pos
+    if size - start >= _RESUME_FROM:
+        _RESUME[key] = (text, pos, depth, in_string)
+        while len(_RESUME) > _RESUME_SIZE:
+            del _RESUME[next(iter(_RESUME))]
     return None
 
 
