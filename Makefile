@@ -94,8 +94,11 @@ clean:
 # fake Ollama, this proxy and the peers (installed into .cache/bench on first use), measures,
 # and rewrites docs/BENCHMARKS.md and docs/benchmarks.png (about 10 minutes). BENCH_RUNS,
 # BENCH_REQUESTS, BENCH_MEMORY_SECONDS, BENCH_TARGETS and BENCH_PHASES tune it; ARGS="..." too.
+# Then bench/affinity.py (about 2 minutes): prefill with four caching fake Ollamas, session
+# affinity vs round-robin, into docs/DEPLOYMENT.md.
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py $(ARGS)
+	$(BIN)/python bench/affinity.py --out docs/DEPLOYMENT.md
 
 # The fuzz harness for minutes: FUZZ_EXAMPLES=N sets the examples per property (default 20000).
 fuzz: $(STAMP)

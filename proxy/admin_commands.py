@@ -6,6 +6,7 @@ code; :mod:`proxy.cli` runs them with ``trio.run``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Any, TextIO
@@ -15,7 +16,8 @@ import trio
 from . import doctor as doctor_checks
 from .config import describe_source
 from .errors import ProxyError
-from .ollama_admin import PullProgress, describe_models, list_models, open_admin_client, pull_model
+from .ollama_admin import InstalledModel, PullProgress, describe_models, list_models, open_admin_client, pull_model
+from .routing import host_urls
 
 __all__ = ["doctor", "models", "pull", "PullPrinter", "format_size"]
 
@@ -31,9 +33,21 @@ def format_size(size: int | None) -> str:
 
 
 async def doctor(settings: Any, *, as_json: bool = False, out: TextIO | None = None, **gather: Any) -> int:
+    """Every check; with several Ollama hosts, each host is asked and checked."""
     out = out or sys.stdout
-    facts = await doctor_checks.gather_facts(settings, **gather)
-    checks = doctor_checks.evaluate(settings, facts)
+    urls = host_urls(settings.ollama_url)
+    if len(urls) == 1:
+        checks = doctor_checks.evaluate(settings, await doctor_checks.gather_facts(settings, **gather))
+    else:
+        found: dict[str, doctor_checks.Facts] = {}
+
+        async def one(url: str) -> None:
+            found[url] = await doctor_checks.gather_facts(dataclasses.replace(settings, ollama_url=url), **gather)
+
+        async with trio.open_nursery() as nursery:
+            for url in urls:
+                nursery.start_soon(one, url)
+        checks = doctor_checks.evaluate_hosts(settings, [found[url] for url in urls])
     if as_json:
         print(json.dumps([c.as_dict() for c in checks], indent=2, ensure_ascii=False), file=out)
     else:
@@ -45,18 +59,34 @@ async def models(settings: Any, *, as_json: bool = False, out: TextIO | None = N
     """Installed models with capabilities, context length and the roles the settings give them."""
     out = out or sys.stdout
     roles = doctor_checks.model_roles(settings)
-    try:
-        async with open_admin_client(settings.ollama_url, origin=describe_source(settings, "ollama_url")) as client:
-            with trio.fail_after(timeout):
-                installed = await list_models(client)
-                details = await describe_models(client, [m.name for m in installed])
-    except ProxyError as exc:
-        print(f"claude-code-ollama-proxy: {exc.message}", file=sys.stderr)
-        return 1
-    except trio.TooSlowError:
-        print(f"claude-code-ollama-proxy: Ollama at {settings.ollama_url} did not answer within {timeout:g} s",
-              file=sys.stderr)
-        return 1
+    urls = host_urls(settings.ollama_url)
+    origin = describe_source(settings, "ollama_url")
+    installed: list[InstalledModel] = []
+    details: dict[str, Any] = {}
+    #: model name → the hosts that have it (several hosts only)
+    where: dict[str, list[str]] = {}
+    for url in urls:
+        try:
+            async with open_admin_client(url, origin=origin) as client:
+                with trio.fail_after(timeout):
+                    on_host = await list_models(client)
+                    new = [m for m in on_host if m.name not in details]
+                    details.update(await describe_models(client, [m.name for m in new]))
+        except ProxyError as exc:
+            print(f"claude-code-ollama-proxy: {exc.message}", file=sys.stderr)
+            if len(urls) == 1:
+                return 1
+            continue
+        except trio.TooSlowError:
+            print(f"claude-code-ollama-proxy: Ollama at {url} did not answer within {timeout:g} s", file=sys.stderr)
+            if len(urls) == 1:
+                return 1
+            continue
+        installed += new
+        for model in on_host:
+            where.setdefault(model.name, []).append(url)
+    if not where and len(urls) > 1:
+        return 1  # no host answered: each said why
     rows = []
     for model in sorted(installed, key=lambda m: m.name):
         found = details.get(model.name)
@@ -73,13 +103,15 @@ async def models(settings: Any, *, as_json: bool = False, out: TextIO | None = N
                 "roles": used_as,
             }
         )
+        if len(urls) > 1:
+            rows[-1]["hosts"] = where.get(model.name, [])
     if as_json:
         print(json.dumps(rows, indent=2, ensure_ascii=False), file=out)
         return 0
     if not rows:
         print("no models installed; pull one with `claude-code-ollama-proxy pull qwen3:8b`", file=out)
         return 0
-    table = [("NAME", "SIZE", "PARAMS", "CONTEXT", "TOOLS", "THINKING", "VISION", "ROLES")]
+    table = [("NAME", "SIZE", "PARAMS", "CONTEXT", "TOOLS", "THINKING", "VISION", "ROLES", *(("HOSTS",) if len(urls) > 1 else ()))]
     for row in rows:
         caps = row["capabilities"]
         table.append(
@@ -92,6 +124,7 @@ async def models(settings: Any, *, as_json: bool = False, out: TextIO | None = N
                 "yes" if "thinking" in caps else "no",
                 "yes" if "vision" in caps else "no",
                 ", ".join(row["roles"]) or "-",
+                *([f"{len(row['hosts'])}/{len(urls)}"] if len(urls) > 1 else []),
             )
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
@@ -148,14 +181,23 @@ class PullPrinter:
 
 
 async def pull(settings: Any, model: str, *, out: TextIO | None = None, tty: bool | None = None) -> int:
+    """Pull ``model`` on every Ollama host, one after the other (1 if any failed)."""
     out = out or sys.stdout
-    printer = PullPrinter(out, tty=tty)
-    try:
-        async with open_admin_client(settings.ollama_url, origin=describe_source(settings, "ollama_url")) as client:
-            await pull_model(client, model, printer)
-    except ProxyError as exc:
+    urls = host_urls(settings.ollama_url)
+    origin = describe_source(settings, "ollama_url")
+    code = 0
+    for url in urls:
+        if len(urls) > 1:
+            print(f"Ollama at {url}:", file=out, flush=True)
+        printer = PullPrinter(out, tty=tty)
+        try:
+            async with open_admin_client(url, origin=origin) as client:
+                await pull_model(client, model, printer)
+        except ProxyError as exc:
+            printer.close()
+            where = f" on {url}" if len(urls) > 1 else ""
+            print(f"claude-code-ollama-proxy: pull {model}{where} failed: {exc.message}", file=sys.stderr)
+            code = 1
+            continue
         printer.close()
-        print(f"claude-code-ollama-proxy: pull {model} failed: {exc.message}", file=sys.stderr)
-        return 1
-    printer.close()
-    return 0
+    return code

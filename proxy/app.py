@@ -28,10 +28,11 @@ from .capabilities import CapabilityCache
 from .config import ConfigError, describe_source, is_loopback_host, load_settings
 from .errors import AuthenticationError, Forbidden, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
 from .events_socket import reject_handshake, serve_events
+from .hosts import HostPool
 from .live import LiveRequests
 from .logs import configure_logging, request_context
-from .ollama_admin import list_models, settle_container_default
-from .ollama_chat import OllamaChat, open_chat
+from .ollama_admin import settle_container_default
+from .ollama_chat import OllamaChat
 from .protocol.bounded import DEPTH_LIMIT, BoundedDict, clip, too_deep
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
@@ -41,12 +42,12 @@ from .protocol.known_tools import KnownTools, ToolsCache, parse_request_body
 from .protocol.thinking import wants_thinking
 from .protocol.tokens import Calibration, estimate_tokens
 from .protocol.translate import TranslatedRequest, translate_request, validate_count_request, validate_request
+from .routing import session_key
 from .relay import RelaySettings, serve_messages
 from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
 from .stream.dialects import dialects_for_template, native_dialect, template_opens_think
 from .stream.translator import ResponseTranslator
 from .verdicts import FinalVerdicts
-from .upstream import open_client, probe_version
 
 __all__ = ["ProxyApp", "app"]
 
@@ -147,6 +148,8 @@ class ProxyApp:
         #: Ollama's /api/chat (the hot path); ``client`` serves the admin calls
         self.chat: OllamaChat | None = None
         self.capabilities: CapabilityCache | None = None
+        #: the Ollama hosts: their clients, what is known of each, the routes
+        self.hosts: HostPool | None = None
         self.relay_settings = RelaySettings()
         #: recent requests' tools, so a session's repeated tools are parsed and translated once
         self.known_tools = ToolsCache()
@@ -190,31 +193,51 @@ class ProxyApp:
         #: worker threads for big bodies (see _off_loop): CPU-bound, so few
         self._cpu_limiter = trio.CapacityLimiter(2)
         origin = describe_source(settings, "ollama_url")
-        self.client = open_client(
-            settings.ollama_url, connect_timeout=settings.connect_timeout, origin=origin,
-            max_connections=settings.ollama_connections,
-        )
-        self.chat = open_chat(
-            settings.ollama_url, connect_timeout=settings.connect_timeout, origin=origin,
-            max_connections=settings.ollama_connections,
-        )
-        self.capabilities = CapabilityCache(self.client)
+        try:
+            # Per host: an httpx client for the admin calls and an OllamaChat for /api/chat.
+            self.hosts = HostPool(
+                settings.ollama_url,
+                connect_timeout=settings.connect_timeout,
+                saturation=settings.host_saturation,
+                poll_interval=settings.host_poll_interval,
+                origin=origin,
+                max_connections=settings.ollama_connections,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"ollama_url: {exc}") from exc
+        self.live.host_pool = self.hosts
+        first = self.hosts.table.hosts[0]
+        self.client = self.hosts.first_client
+        self.chat = self.hosts.chats[first.url]
+        self.capabilities = self.hosts.capabilities(first)
         self.calibration = Calibration()
-        #: the largest num_ctx each model got so far: it only grows (a change reloads the
-        #: model). Only models Ollama answered for are kept, and at most MODEL_TABLE_SIZE.
-        self.num_ctx_high_water: BoundedDict[str, int] = BoundedDict()
+        #: the largest num_ctx each (host, model) got so far: it only grows (a change
+        #: reloads the model on that host). One table per host; each keeps only models
+        #: Ollama answered for, at most MODEL_TABLE_SIZE.
+        self.num_ctx_high_waters: dict[str, BoundedDict[str, int]] = {url: BoundedDict() for url in self.hosts.urls}
+        #: the first host's table (the only one with one host)
+        self.num_ctx_high_water = self.num_ctx_high_waters[first.url]
+        urls = ", ".join(self.hosts.urls)
         log.info(
-            "proxy ready: Ollama at %s (%s), default model %s", settings.ollama_url, origin, settings.default_model,
-            extra={"attributes": {"proxy.ollama_url": settings.ollama_url, "proxy.ollama_url_origin": origin}},
+            "proxy ready: Ollama at %s (%s), default model %s", urls, origin, settings.default_model,
+            extra={"attributes": {"proxy.ollama_url": urls, "proxy.ollama_url_origin": origin}},
         )
-        if await probe_version(self.client, timeout=2.0) is None:
+        versions = await self.hosts.versions()
+        silent = [url for url in self.hosts.urls if versions[url] is None]
+        if len(silent) == len(versions):
             # Said once, here: each request that fails for it says so in its own end record.
             log.warning(
                 "Ollama at %s (%s) does not answer: requests will fail with 502 until it does;"
                 " start it with `ollama serve`, or point the proxy at it with --ollama-url / PROXY_OLLAMA_URL"
                 " (`claude-code-ollama-proxy doctor` checks the setup)",
-                settings.ollama_url, origin,
-                extra={"attributes": {"proxy.ollama_url": settings.ollama_url, "proxy.ollama_url_origin": origin}},
+                urls, origin,
+                extra={"attributes": {"proxy.ollama_url": urls, "proxy.ollama_url_origin": origin}},
+            )
+        elif silent:
+            log.warning(
+                "Ollama host(s) %s (%s) do not answer: requests go to the other hosts until they do",
+                ", ".join(silent), origin,
+                extra={"attributes": {"proxy.ollama_url": urls, "proxy.ollama_url_origin": origin}},
             )
 
     def note_address(self, host: str) -> None:
@@ -242,16 +265,13 @@ class ProxyApp:
 
     async def shutdown(self) -> None:
         self.close_live_view()
-        if self.client is not None:
-            with trio.move_on_after(5, shield=True):
-                await self.client.aclose()
+        if self.hosts is not None:
+            await self.hosts.aclose()  # every host's admin and chat clients
             self.client = None
-        if self.chat is not None:
-            with trio.move_on_after(5, shield=True):
-                await self.chat.aclose()
             self.chat = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        # The lifespan's nursery runs the hosts' monitor (several hosts only) until shutdown.
         async with trio.open_nursery() as nursery:
             while True:
                 message = await receive()
@@ -261,6 +281,8 @@ class ProxyApp:
                     except ConfigError as exc:
                         await send({"type": "lifespan.startup.failed", "message": str(exc)})
                         return
+                    if len(self.hosts.table) > 1:
+                        await nursery.start(self.hosts.monitor, self.live.hosts_changed)
                     if multiprocessing.parent_process() is not None:
                         nursery.start_soon(watch_parent, os.getppid())
                     await send({"type": "lifespan.startup.complete"})
@@ -433,15 +455,21 @@ class ProxyApp:
         self.verdicts.known_missing(ollama_model, request_id, now=trio.current_time())
         if verdict_key is not None and not body.get("stream"):
             self.verdicts.repeat(verdict_key, request_id, now=trio.current_time())
-        capabilities = await self.capabilities.get(ollama_model)
+        route = await self.hosts.route(ollama_model, session_key(facts["session"], body))
+        host_url = route.first.url
+        # What a model can do is asked of the host expected to run it (versions may differ).
+        capability_cache = self.hosts.capabilities(route.first)
+        capabilities = await capability_cache.get(ollama_model)
         native_tools = capabilities.tools or not body.get("tools")
         if not native_tools and not settings.tool_emulation:
-            callers = await self.capabilities.models_that("tools")
+            callers = await capability_cache.models_that("tools")
             raise RequestError(
                 f"{ollama_model} cannot call tools, and tool_emulation is off. Models installed that can: "
                 + (", ".join(callers) if callers else "none (try `ollama pull qwen3:8b`)")
             )
-        high_water = self.num_ctx_high_water.get(ollama_model, 0)
+        # the mark of the host expected to run it (a larger num_ctx reloads the model there)
+        planned_marks = self.num_ctx_high_waters[host_url]
+        high_water = planned_marks.get(ollama_model, 0)
 
         def size_and_translate() -> tuple[int, int, int, TranslatedRequest]:
             # The cheap checks first: a prompt too long for the model is refused before
@@ -471,7 +499,7 @@ class ProxyApp:
             log.info("request %s: %s has no native tool calling; tools are emulated in the prompt", request_id, ollama_model)
         headers: list[tuple[str, str]] = []
         if request.thinking_dropped:
-            await self._thinking_dropped(ollama_model, headers)
+            await self._thinking_dropped(capability_cache, ollama_model, headers)
 
         def revise_refused(ollama_error: bytes) -> dict[str, Any] | None:
             """Ollama refused with a 400 what our cached capabilities allowed: believe
@@ -479,12 +507,12 @@ class ProxyApp:
             Each fix removes what was refused, so neither can repeat."""
             current = request.ollama
             if b"does not support thinking" in ollama_error and current.get("think"):
-                self.capabilities.contradicted(ollama_model, "thinking", "Ollama says it does not support thinking")
-                self.capabilities.warn_thinking_dropped(ollama_model)
+                capability_cache.contradicted(ollama_model, "thinking", "Ollama says it does not support thinking")
+                capability_cache.warn_thinking_dropped(ollama_model)
                 headers.append(THINKING_DROPPED_HEADER)
                 return {k: v for k, v in current.items() if k != "think"}
             if b"does not support tools" in ollama_error and current.get("tools") and settings.tool_emulation:
-                self.capabilities.contradicted(ollama_model, "tools", "Ollama says it does not support tools")
+                capability_cache.contradicted(ollama_model, "tools", "Ollama says it does not support tools")
                 log.warning(
                     "request %s: Ollama says %s cannot call tools; its tools are described in the"
                     " prompt instead (tool emulation)", request_id, ollama_model,
@@ -502,8 +530,8 @@ class ProxyApp:
                 return emulated
             return None
 
-        if num_ctx > self.num_ctx_high_water.get(ollama_model, 0):
-            self.num_ctx_high_water[ollama_model] = num_ctx
+        if num_ctx > planned_marks.get(ollama_model, 0):
+            planned_marks[ollama_model] = num_ctx
         request.ollama["options"]["num_ctx"] = num_ctx
         if settings.cap_num_predict:
             # Claude Code asks for 128000 output tokens whatever the window: past the window
@@ -532,6 +560,7 @@ class ProxyApp:
             estimated_input_tokens=translator.estimated_input_tokens,
             messages=len(request.ollama["messages"]),
             tools=len(request.ollama.get("tools") or ()),
+            host=host_url,
         )
         log_request_start(record)
         await self._off_loop(size, log_request_bodies, record, body, request.ollama)
@@ -545,13 +574,14 @@ class ProxyApp:
             input_tokens=estimate,
             num_ctx=num_ctx,
             now=record.started,
+            host=host_url,
         )
         outcome: dict[str, Any] | None = None
         try:
             outcome = await serve_messages(
                 receive,
                 send,
-                client=self.chat,
+                route=route,
                 settings=self.relay_settings,
                 request=request,
                 translator=translator,
@@ -567,16 +597,20 @@ class ProxyApp:
                     translator=translator,
                     now=trio.current_time(),
                 )
+        served_by = outcome.get("host", host_url)
+        if outcome.get("ollama_status") != 200 or served_by != host_url:
+            if planned_marks.get(ollama_model) == num_ctx:
+                # The planned host did not load the model with it (no such model, refused,
+                # unreachable, another host answered): forget it, so names Ollama never
+                # confirmed leave nothing behind.
+                if high_water:
+                    planned_marks[ollama_model] = high_water
+                else:
+                    del planned_marks[ollama_model]
         if outcome.get("ollama_status") == 200:
             # Used: set again, so the table drops the model used longest ago, not this one.
-            self.num_ctx_high_water[ollama_model] = max(num_ctx, self.num_ctx_high_water.get(ollama_model, 0))
-        elif self.num_ctx_high_water.get(ollama_model) == num_ctx:
-            # Ollama did not load the model with it (no such model, refused, unreachable):
-            # forget it, so names Ollama never confirmed leave nothing behind.
-            if high_water:
-                self.num_ctx_high_water[ollama_model] = high_water
-            else:
-                del self.num_ctx_high_water[ollama_model]
+            marks = self.num_ctx_high_waters[served_by]
+            marks[ollama_model] = max(num_ctx, marks.get(ollama_model, 0))
         self._learn_prompt_size(ollama_model, raw_estimate, translator.input_tokens, num_ctx)
         ended = trio.current_time()
         check_form = is_auto_mode_check(body)
@@ -592,8 +626,9 @@ class ProxyApp:
         self.verdicts.remember_missing(ollama_model, request_id, outcome, now=ended)
         if verdict_key is not None and request.stream:
             self.verdicts.remember(verdict_key, request_id, outcome, translator, now=ended)
-        log_request_end(record, ended=ended, outcome=outcome, translator=translator)
+        log_request_end(record, ended=ended, outcome=outcome, translator=translator, tried=route.tried)
         watch.finish(outcome=outcome, translator=translator, now=ended)
+        self.live.hosts_changed()
 
     def _learn_prompt_size(self, model: str, raw_estimate: int, actual: int, num_ctx: int) -> None:
         """Calibrate the estimator from Ollama's real count; warn when the prompt was cut."""
@@ -608,16 +643,16 @@ class ProxyApp:
             return
         self.calibration.observe(model, raw_estimate, actual)
 
-    async def _thinking_dropped(self, model: str, headers: list[tuple[str, str]]) -> None:
+    async def _thinking_dropped(self, capability_cache: CapabilityCache, model: str, headers: list[tuple[str, str]]) -> None:
         """The client asked for thinking from a model that cannot think: drop it and say so
         in a header, or (strict_thinking) refuse with a 400 naming the models that can."""
         if self.settings.strict_thinking:
-            thinkers = await self.capabilities.models_that("thinking")
+            thinkers = await capability_cache.models_that("thinking")
             raise RequestError(
                 f"{model} cannot think, and strict_thinking is on. Models installed that can think: "
                 + (", ".join(thinkers) if thinkers else "none (try `ollama pull qwen3:8b`)")
             )
-        self.capabilities.warn_thinking_dropped(model)
+        capability_cache.warn_thinking_dropped(model)
         headers.append(THINKING_DROPPED_HEADER)
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
@@ -635,11 +670,11 @@ class ProxyApp:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         limit, after_id, before_id = parse_list_query(query)
         with trio.move_on_after(10):  # the one shared client has no read timeout of its own
-            installed = await list_models(self.client)
+            installed = await self.hosts.installed_models()
             entries = model_entries(installed, self.settings.model_map)
             await send_json(send, 200, paginate(entries, limit=limit, after_id=after_id, before_id=before_id))
             return
-        raise UpstreamTimeout(f"Ollama at {self.settings.ollama_url} did not list its models within 10 s")
+        raise UpstreamTimeout(f"Ollama at {', '.join(self.hosts.urls)} did not list its models within 10 s")
 
     async def root(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         await send_response(
@@ -647,20 +682,28 @@ class ProxyApp:
         )
 
     async def health(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        version = await probe_version(self.client)
-        url = self.settings.ollama_url
+        versions = await self.hosts.versions()
+        hosts = self.hosts.snapshot()
+        for row in hosts:
+            row["reachable"] = versions[row["url"]] is not None
+            row["version"] = versions[row["url"]]
+        reachable = sum(row["reachable"] for row in hosts)
+        first = hosts[0]
+        status = "ok" if reachable == len(hosts) else ("degraded" if reachable else "ollama_unreachable")
         await send_json(
             send,
             200,
             {
-                "status": "ok" if version else "ollama_unreachable",
+                "status": status,
                 "proxy_version": __version__,
+                # the first host, as before several hosts were possible
                 "ollama": {
-                    "url": url,
+                    "url": first["url"],
                     "url_origin": describe_source(self.settings, "ollama_url"),
-                    "reachable": version is not None,
-                    "version": version,
+                    "reachable": first["reachable"],
+                    "version": first["version"],
                 },
+                "hosts": hosts,
             },
         )
 

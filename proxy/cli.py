@@ -72,6 +72,15 @@ def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting]
                 help="map a Claude model name (or haiku/sonnet/opus) to an Ollama model;"
                 f" repeatable, or one JSON object ({where})",
             )
+        elif setting.name == "ollama_url":
+            group.add_argument(
+                setting.flag,
+                dest=setting.name,
+                action="append",
+                default=default,
+                metavar="URL[=WEIGHT]",
+                help=f"Ollama base URL; repeat it for several Ollama hosts, each with an optional weight ({where})",
+            )
         elif setting.is_bool:
             group.add_argument(
                 setting.flag,

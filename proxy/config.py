@@ -240,6 +240,37 @@ def _parse_url(value: Any) -> str:
     return url
 
 
+def _parse_ollama_urls(value: Any) -> str:
+    """One URL, or several: a list (flags, config file) or a comma-separated string (env),
+    each ``URL`` or ``URL=WEIGHT``. Returns them normalized, comma-separated: one URL
+    comes back exactly as :func:`_parse_url` makes it."""
+    from .routing import HostSpec, format_host_list, parse_host_spec
+
+    if not isinstance(value, list):
+        value = [_parse_str(value)]
+    # a flag's value may itself be a comma-separated list
+    items = [part for item in value for part in (item.split(",") if isinstance(item, str) else [item])]
+    specs = []
+    for item in items:
+        if isinstance(item, dict) and set(item) <= {"url", "weight"} and "url" in item:
+            url, weight = _parse_url(item["url"]), item.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+                raise ValueError(f"weight of {url}: expected a number > 0")
+        elif isinstance(item, str):
+            if not item.strip():
+                continue
+            raw_url, weight = parse_host_spec(item)
+            url = _parse_url(raw_url)
+        else:
+            raise ValueError("expected URL, URL=WEIGHT, or {\"url\": …, \"weight\": …}")
+        if any(spec.url == url for spec in specs):
+            raise ValueError(f"{url} is listed twice")
+        specs.append(HostSpec(url, float(weight)))
+    if not specs:
+        raise ValueError("expected an http:// or https:// URL")
+    return format_host_list(specs)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Setting:
     """One row of the settings table."""
@@ -269,7 +300,10 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", _parse_str, "address to listen on"),
     Setting("port", 3000, _parse_port, "port to listen on"),
-    Setting("ollama_url", "http://127.0.0.1:11434", _parse_url, "Ollama base URL"),
+    Setting(
+        "ollama_url", "http://127.0.0.1:11434", _parse_ollama_urls,
+        "Ollama base URL; repeatable (env: comma-separated) for several hosts, each URL[=WEIGHT]",
+    ),
     Setting("default_model", "qwen3:8b", _parse_str, "Ollama model for claude-* names"),
     Setting("model_map", {}, _parse_model_map, "claude-name=ollama-model mapping"),
     Setting("log_level", "INFO", _parse_log_level, "log level"),
@@ -337,6 +371,12 @@ SETTINGS: tuple[Setting, ...] = (
         "strict_thinking", False, _parse_bool,
         "refuse (400) thinking requests to models that cannot think, instead of dropping thinking",
     ),
+    Setting(
+        "host_saturation", 0, _parse_int,
+        "requests in flight on one Ollama host before a session's next host is preferred"
+        " (0: only what the host's 503s show); several hosts only",
+    ),
+    Setting("host_poll_interval", 10.0, _parse_float, "seconds between polls of each Ollama host's models; several hosts only"),
     Setting(
         "events_buffer", 1000, _parse_positive_int,
         "live-view events buffered per /v1/events viewer; a slow viewer loses its oldest ones",

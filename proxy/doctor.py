@@ -42,7 +42,9 @@ from .ollama_admin import (
 )
 from .protocol.models import resolve_model
 
-__all__ = ["Verdict", "Check", "Facts", "model_roles", "evaluate", "gather_facts", "render_table", "exit_code"]
+__all__ = [
+    "Verdict", "Check", "Facts", "model_roles", "evaluate", "evaluate_hosts", "gather_facts", "render_table", "exit_code",
+]
 
 #: Below this Claude Code cannot hold its first request.
 MIN_CONTEXT = 32_768
@@ -203,9 +205,49 @@ def _capped_note(settings: Any, length: int) -> str:
     return f" (num_ctx/max_num_ctx cap the model's {length})"
 
 
-def evaluate(settings: Any, facts: Facts) -> list[Check]:
-    """Every check, in reading order: Ollama, each model, the proxy, Claude Code, exposure."""
-    checks = _ollama_checks(settings, facts)
+def evaluate_hosts(settings: Any, hosts: list[Facts]) -> list[Check]:
+    """Several Ollama hosts: each host's own checks, then the models as the proxy sees
+    them (installed on any host), each with the hosts that have it, then the rest."""
+    reachable = [facts for facts in hosts if facts.version is not None]
+    installed: dict[str, InstalledModel] = {}
+    details: dict[str, ModelDetails | ProxyError] = {}
+    for facts in reachable:
+        for model in facts.installed:
+            installed.setdefault(canonical_name(model.name), model)
+        for name, found in facts.details.items():
+            if isinstance(found, ModelDetails) or name not in details:
+                details[name] = found
+    merged = Facts(
+        ", ".join(f.ollama_url for f in hosts),
+        reachable[0].version if reachable else None,
+        "no host answered" if not reachable else None,
+        tuple(installed.values()),
+        details,
+        hosts[0].proxy_url,
+        hosts[0].claude_path,
+    )
+    checks = [check for facts in hosts for check in _ollama_checks(settings, facts)]
+    for check in evaluate(settings, merged, ollama=False):
+        checks.append(check)
+        model = next((m for m in model_roles(settings) if check.subject.startswith(f"{m} (")), None)
+        if model is None or check.verdict is Verdict.FAIL:
+            continue
+        having = [f.ollama_url for f in reachable if canonical_name(model) in {canonical_name(m.name) for m in f.installed}]
+        missing = [f.ollama_url for f in hosts if f.ollama_url not in having]
+        if missing:
+            checks.append(
+                Check(f"{model} hosts", Verdict.INFO, f"on {', '.join(having)}; not on {', '.join(missing)}",
+                      f"its sessions can fail over only among those; `claude-code-ollama-proxy pull {model}` puts it on every host")
+            )
+        else:
+            checks.append(Check(f"{model} hosts", Verdict.OK, f"on all {len(hosts)} hosts"))
+    return checks
+
+
+def evaluate(settings: Any, facts: Facts, *, ollama: bool = True) -> list[Check]:
+    """Every check, in reading order: Ollama, each model, the proxy, Claude Code, exposure.
+    ``ollama=False`` leaves out Ollama's own (evaluate_hosts checks each host)."""
+    checks = _ollama_checks(settings, facts) if ollama else []
     roles = model_roles(settings)
     if facts.version is None:
         checks.append(Check("models", Verdict.INFO, f"not checked: {len(roles)} mapped, Ollama unreachable",

@@ -31,6 +31,7 @@ from .errors import ProxyError
 from .ollama_admin import describe_models, open_admin_client
 from .protocol.auto_mode import AUTO_MODE_MODEL
 from .protocol.models import resolve_model
+from .routing import host_urls
 
 __all__ = ["claude_models", "claude_environment", "find_running_proxy", "context_window", "run_claude"]
 
@@ -132,8 +133,10 @@ async def context_window(settings: Any, *, timeout: float = 10.0) -> int | None:
     carry long conversations; None when Ollama cannot tell (a warning says why)."""
     models = claude_models(settings)
     names = [models["ANTHROPIC_MODEL"], models["CLAUDE_CODE_SUBAGENT_MODEL"]]
+    # the first host: every host is expected to run the same models' builds
     async with open_admin_client(
-        settings.ollama_url, connect_timeout=min(5.0, timeout), origin=describe_source(settings, "ollama_url")
+        host_urls(settings.ollama_url)[0], connect_timeout=min(5.0, timeout),
+        origin=describe_source(settings, "ollama_url"),
     ) as client:
         with trio.move_on_after(timeout):
             details = await describe_models(client, names)

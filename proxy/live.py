@@ -37,7 +37,7 @@ _BLANK_ROW: dict[str, Any] = {
     "request_id": None, "status": None, "started_at": None, "model": None, "ollama_model": None,
     "stop_reason": None, "ttft_ms": None, "duration_ms": None, "input_tokens": None,
     "input_tokens_estimated": False, "output_tokens": 0, "tokens_per_second": None, "num_ctx": None,
-    "context_fill": None, "cancelled": False, "repairs": 0, "error_type": None,
+    "context_fill": None, "cancelled": False, "repairs": 0, "error_type": None, "host": None,
 }
 
 
@@ -56,6 +56,9 @@ class LiveRequests:
         self.broadcast = broadcast
         self.running: dict[str, RequestWatch] = {}
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT)
+        #: the Ollama hosts (proxy.hosts.HostPool), set at startup: their state is shown too
+        self.host_pool: Any = None
+        self._last_hosts: list[dict[str, Any]] | None = None
 
     def watch(self, **facts: Any) -> "RequestWatch":
         """Start following a request; publishes ``started``. ``facts``: see RequestWatch."""
@@ -68,9 +71,21 @@ class LiveRequests:
         """The first event of a connection: the proxy's version and the snapshot."""
         requests = [w.summary(now) for w in reversed(self.running.values())]
         requests += reversed(self.recent)
-        return self.broadcast.stamp(
-            {"type": "hello", "proxy_version": __version__, "requests": requests}, count=False
-        )
+        hello: dict[str, Any] = {"type": "hello", "proxy_version": __version__, "requests": requests}
+        if self.host_pool is not None:
+            hello["hosts"] = self.host_pool.snapshot()
+        return self.broadcast.stamp(hello, count=False)
+
+    def hosts_changed(self) -> None:
+        """With several hosts: publish ``hosts`` when a host's state, load or loaded models
+        changed since the last one (called after each request)."""
+        if self.host_pool is None or len(self.host_pool.table) < 2:
+            return
+        hosts = self.host_pool.snapshot()
+        shown = [{k: h[k] for k in ("url", "state", "in_flight", "models_loaded", "served")} for h in hosts]
+        if shown != self._last_hosts:
+            self._last_hosts = shown
+            self.broadcast.publish({"type": "hosts", "hosts": hosts})
 
     def rejected(self, request_id: str, error: Any, *, model: str | None = None) -> None:
         """A ``POST /v1/messages`` refused before it reached Ollama (a 4xx, a 413...):
@@ -104,6 +119,7 @@ class RequestWatch:
         input_tokens: int,
         num_ctx: int,
         now: float,
+        host: str | None = None,
     ) -> None:
         self._registry = registry
         self._publish = registry.broadcast.publish
@@ -115,6 +131,8 @@ class RequestWatch:
         self.tools = tools
         self.input_tokens = input_tokens
         self.num_ctx = num_ctx
+        #: the Ollama host routed to (the one that answered, once finished)
+        self.host = host
         self.started = now
         self.started_at = time.time()
         self.first_output: float | None = None
@@ -135,6 +153,7 @@ class RequestWatch:
             "tools": self.tools,
             "input_tokens": self.input_tokens,
             "num_ctx": self.num_ctx,
+            "host": self.host,
         }
 
     def _rate(self, now: float) -> float | None:
@@ -199,6 +218,7 @@ class RequestWatch:
             "num_ctx": self.num_ctx,
             "context_fill": round(min(1.0, input_tokens / self.num_ctx), 4) if self.num_ctx else None,
             "repairs": self.repairs,
+            "host": self.host,
             **fields,
         }
 
@@ -211,6 +231,7 @@ class RequestWatch:
         if self.done:
             return
         self.done = True
+        self.host = outcome.get("host", self.host)
         self.output(translator, now)  # the last counts: output_tokens is final now
         error = outcome.get("error")
         if outcome.get("cancelled"):

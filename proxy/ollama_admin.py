@@ -29,6 +29,7 @@ __all__ = [
     "open_admin_client",
     "get_version",
     "list_models",
+    "list_running",
     "show_model",
     "describe_models",
     "pull_model",
@@ -175,6 +176,16 @@ async def list_models(client: httpx.AsyncClient) -> list[InstalledModel]:
             )
         )
     return result
+
+
+async def list_running(client: httpx.AsyncClient) -> list[str]:
+    """The names of the models in memory, as ``/api/ps`` lists them."""
+    data = await _get_json(client, "GET", "/api/ps")
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list):
+        raise UpstreamProtocolError("Ollama's /api/ps answer has no models list")
+    names = (entry.get("name") or entry.get("model") for entry in models if isinstance(entry, dict))
+    return [name for name in names if isinstance(name, str)]
 
 
 def _context_length(model_info: Any) -> int | None:

@@ -26,7 +26,8 @@ import httpx
 import trio
 
 from .asgi import Receive, Send, send_error, send_json
-from .errors import ProxyError, ShuttingDown, UpstreamError, UpstreamTimeout
+from .errors import PoolExhausted, ProxyError, ShuttingDown, UpstreamBusy, UpstreamError, UpstreamTimeout
+from .hosts import Route
 from .live import RequestWatch
 from .ollama_chat import OllamaChat
 from .protocol.translate import TranslatedRequest, encode_ollama_body
@@ -35,7 +36,7 @@ from .stream.message import MessageBuilder
 from .stream.translator import ResponseTranslator
 from .upstream import ERROR_BODY_LIMIT, read_capped, status_error, transport_error
 
-__all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
+__all__ = ["RelaySettings", "serve_messages", "relay_routed", "wait_for_disconnect"]
 
 log = logging.getLogger("proxy.relay")
 
@@ -347,11 +348,68 @@ async def relay_upstream(
         )
 
 
+async def relay_routed(
+    route: Route,
+    settings: RelaySettings,
+    request: TranslatedRequest,
+    translator: ResponseTranslator,
+    sink: SSESink | JSONSink,
+    progress: dict[str, Any],
+    revise_refused: Callable[[bytes], dict[str, Any] | None] | None = None,
+    watch: RequestWatch | None = None,
+) -> None:
+    """:func:`relay_upstream` to the route's hosts in order, while the model has produced
+    nothing (the client has had at most the head, ``message_start`` and pings, the same
+    whichever host answers). A host that is down, busy (503), lacks the model or fails
+    before any output hands the request to the next at once: failing over is the quick
+    retry, so only the route's last host gets ``crash_retries`` (docs/STREAMING.md, "Who
+    retries"). When every host was busy the round is tried again with backoff
+    (``busy_retries`` rounds within ``busy_retry_window``), then the client gets the 529.
+    One host: exactly :func:`relay_upstream`, whose own retries apply.
+    ``progress["host"]`` names the host that answered (or was tried last)."""
+    if route.single:
+        progress["host"] = route.first.url
+        with route.attempt(route.first):
+            await relay_upstream(route.client(route.first), settings, request, translator, sink, progress, revise_refused, watch)
+        return
+    once = dataclasses.replace(settings, busy_retries=1)
+    failover = dataclasses.replace(once, crash_retries=0)
+    retry_until = trio.current_time() + settings.busy_retry_window
+    for round_number in range(1, max(1, settings.busy_retries) + 1):
+        busy: ProxyError | None = None
+        last: ProxyError | None = None
+        hosts = list(route.hosts)
+        for index, host in enumerate(hosts):
+            progress["host"] = host.url
+            progress["answered"] = False
+            try:
+                with route.attempt(host):
+                    policy = once if index == len(hosts) - 1 else failover
+                    await relay_upstream(route.client(host), policy, request, translator, sink, progress, revise_refused, watch)
+                return
+            except ProxyError as exc:
+                if translator.produced_output or not route.may_try_next(exc):
+                    raise
+                if translator.bytes_fed:
+                    translator.restart()  # an error line before any output: the next host starts afresh
+                log.info("Ollama host %s: %s; trying the next host", host.url, exc.message)
+                last = exc
+                if isinstance(exc, (UpstreamBusy, PoolExhausted)):
+                    busy = exc
+        assert last is not None
+        backoff = 0.25 * 2 ** (round_number - 1)
+        if busy is None or round_number >= settings.busy_retries or trio.current_time() + backoff >= retry_until:
+            raise busy or last
+        log.info("every Ollama host is busy (round %d); retrying in %.2f s", round_number, backoff)
+        await trio.sleep(backoff)
+        route.hosts = route.pool.table.plan(route.model, route.key, trio.current_time()) or route.hosts
+
+
 async def serve_messages(
     receive: Receive,
     send: Send,
     *,
-    client: OllamaChat,
+    route: Route,
     settings: RelaySettings,
     request: TranslatedRequest,
     translator: ResponseTranslator,
@@ -376,7 +434,7 @@ async def serve_messages(
     progress: dict[str, Any] = {"answered": False, "responded": False, "cancelled": False, "error": None}
 
     try:
-        await _serve(receive, client, settings, request, translator, request_id, revise_refused, watch, sink, progress)
+        await _serve(receive, route, settings, request, translator, request_id, revise_refused, watch, sink, progress)
     except* trio.Cancelled:
         # Cancelled from outside the request (a client leaving cancels only the request's
         # own nursery): the server's graceful shutdown ran out of time. The client gets a
@@ -403,7 +461,7 @@ async def serve_messages(
 
 async def _serve(
     receive: Receive,
-    client: OllamaChat,
+    route: Route,
     settings: RelaySettings,
     request: TranslatedRequest,
     translator: ResponseTranslator,
@@ -427,7 +485,7 @@ async def _serve(
         if isinstance(sink, SSESink):
             nursery.start_soon(keep_alive, sink, settings)
         try:
-            await relay_upstream(client, settings, request, translator, sink, progress, revise_refused, watch)
+            await relay_routed(route, settings, request, translator, sink, progress, revise_refused, watch)
             progress["responded"] = True
             progress["status"] = 200
             await sink.complete()

@@ -33,6 +33,8 @@ class RequestRecord:
     estimated_input_tokens: int = 0
     messages: int = 0
     tools: int = 0
+    #: the Ollama host the request was routed to first
+    host: str | None = None
 
     def start_attributes(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class RequestRecord:
             "proxy.messages": self.messages,
             "proxy.tools": self.tools,
             "proxy.estimated_input_tokens": self.estimated_input_tokens,
+            "proxy.ollama_host": self.host,
         }
 
     def end_attributes(self, *, ended: float, outcome: Mapping[str, Any], translator: Any) -> dict[str, Any]:
@@ -71,6 +74,7 @@ class RequestRecord:
             "proxy.ollama_done_reason": translator.done_reason or None,
             "proxy.cancelled": bool(outcome.get("cancelled")),
             "proxy.repairs": translator.repairs,
+            "proxy.ollama_host": outcome.get("host", self.host),
         }
         if outcome.get("cancelled"):
             attributes["proxy.cancelled_during"] = outcome.get("phase")
@@ -109,8 +113,18 @@ def log_request_bodies(record: RequestRecord, body: Any, ollama_body: Any) -> No
         )
 
 
-def log_request_end(record: RequestRecord, *, ended: float, outcome: Mapping[str, Any], translator: Any) -> None:
+def log_request_end(
+    record: RequestRecord,
+    *,
+    ended: float,
+    outcome: Mapping[str, Any],
+    translator: Any,
+    tried: list[tuple[str, str]] | None = None,
+) -> None:
+    """``tried``: (host, what it did) for each host tried, when more than one was."""
     attributes = record.end_attributes(ended=ended, outcome=outcome, translator=translator)
+    if tried and len(tried) > 1:
+        attributes["proxy.ollama_hosts_tried"] = [f"{url} {result}" for url, result in tried]
     if attributes["proxy.cancelled"]:
         verdict = "cancelled"
     elif outcome.get("error") is not None:

@@ -54,6 +54,20 @@ def _clock(event: dict[str, Any]) -> str:
     return time.strftime("%H:%M:%S", time.localtime(event.get("time", 0)))
 
 
+def _on(event: dict[str, Any]) -> str:
+    """`` on HOST`` when the request names its Ollama host."""
+    return f" on {event['host']}" if event.get("host") else ""
+
+
+def _hosts(hosts: list[dict[str, Any]]) -> str:
+    """Each host: ``URL state in-flight/limit [loaded models]``."""
+    return "; ".join(
+        f"{h.get('url')} {h.get('state')} {h.get('in_flight', 0)} in flight"
+        + (f" [{', '.join(h.get('models_loaded') or [])}]" if h.get("models_loaded") else "")
+        for h in hosts
+    )
+
+
 def format_event(event: dict[str, Any]) -> str:
     """One readable line for ``event``; an unknown type is shown with its fields."""
     kind = event.get("type", "?")
@@ -62,13 +76,18 @@ def format_event(event: dict[str, Any]) -> str:
     if kind == "hello":
         requests = event.get("requests") or []
         running = sum(1 for r in requests if r.get("status") == "running")
+        hosts = event.get("hosts") or []
         return (f"{_clock(event)} connected to claude-code-ollama-proxy {event.get('proxy_version', '?')}:"
-                f" {running} running, {len(requests) - running} recent")
+                f" {running} running, {len(requests) - running} recent"
+                + (f"; hosts: {_hosts(hosts)}" if len(hosts) > 1 else ""))
+    if kind == "hosts":
+        return f"{_clock(event)} {'':<12} {kind:<11} {_hosts(event.get('hosts') or [])}"
     if kind == "started":
         return (f"{head} {event.get('model')} → {event.get('ollama_model')}"
                 f"  {event.get('messages')} msgs, {event.get('tools')} tools,"
                 f" ~{event.get('input_tokens')} tokens in, num_ctx {event.get('num_ctx')}"
-                f"{'' if event.get('stream') else ', no stream'}")
+                f"{'' if event.get('stream') else ', no stream'}"
+                f"{_on(event)}")
     if kind == "first_token":
         return f"{head} after {_num(event.get('ttft_ms'), ' ms', '.0f')}"
     if kind == "progress":
@@ -88,7 +107,7 @@ def format_event(event: dict[str, Any]) -> str:
                 f" {_num(event.get('input_tokens'))} in / {_num(event.get('output_tokens'))} out,"
                 f" {_num(event.get('tokens_per_second'), ' tok/s', '.1f')},"
                 f" ctx {_num(None if fill is None else fill * 100, '%', '.0f')},"
-                f" {event.get('repairs', 0)} repairs")
+                f" {event.get('repairs', 0)} repairs{_on(event)}")
     if kind == "dropped":
         return f"{_clock(event)} {'':<12} {kind:<11} this viewer fell behind: {event.get('count')} events lost"
     extra = {k: v for k, v in event.items() if k not in ("type", "seq", "time", "request_id")}

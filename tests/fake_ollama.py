@@ -523,9 +523,10 @@ class FakeOllama:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on 127.0.0.1, port 0; set ``port`` and ``url``; serve until cancelled."""
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async def serve(self, *, port: int = 0, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on 127.0.0.1, ``port`` (0: any free one; the old ``port`` brings a stopped
+        fake back at its URL); set ``port`` and ``url``; serve until cancelled."""
+        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
         self.port = listeners[0].socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         async with trio.open_nursery() as nursery:

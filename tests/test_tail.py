@@ -43,6 +43,12 @@ FORMATS = [
       "context_fill": None, "cancelled": True, "repairs": 0, "error_type": None},
      ["499 cancelled", "ttft -", "ctx -"]),
     ({"type": "dropped", "count": 17, "total": 20}, ["fell behind", "17 events lost"]),
+    ({"type": "hosts", "hosts": [
+        {"url": "http://a:11434", "state": "up", "in_flight": 2, "models_loaded": ["qwen3:8b"]},
+        {"url": "http://b:11434", "state": "down", "in_flight": 0, "models_loaded": []}]},
+     ["hosts", "http://a:11434 up 2 in flight [qwen3:8b]", "http://b:11434 down 0 in flight"]),
+    ({"type": "finished", "request_id": RID, "status": 200, "stop_reason": "end_turn", "host": "http://b:11434"},
+     ["200 end_turn", "on http://b:11434"]),
     ({"type": "from_the_future", "request_id": RID, "x": 1}, ["from_the_future", '{"x": 1}']),
 ]
 

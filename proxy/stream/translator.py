@@ -72,6 +72,8 @@ class ResponseTranslator:
         self.produced_output = False
         #: True once the final ``done`` chunk was seen
         self.done = False
+        #: bytes of Ollama's body fed so far: while 0, another host may still answer
+        self.bytes_fed = 0
         self.input_tokens = 0
         self.output_tokens = 0
         self.done_reason = ""
@@ -126,6 +128,7 @@ class ResponseTranslator:
         )
 
     def feed(self, data: bytes) -> list[Event]:
+        self.bytes_fed += len(data)
         events: list[Event] = []
         try:
             lines = self.decoder.feed_lines(data)
@@ -319,6 +322,7 @@ class ResponseTranslator:
         if self.produced_output:
             raise RuntimeError("cannot restart a response that produced output")
         self.decoder = NDJSONDecoder()
+        self.bytes_fed = 0
         self._unsent = []
 
     def end(self) -> list[Event]:
