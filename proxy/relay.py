@@ -137,6 +137,11 @@ class SSESink:
             await self._write_locked(translator.fail(error))
             await self._end_locked()
 
+    @property
+    def finished(self) -> bool:
+        """The end of the answer (its last event, or its error) was handed to the server."""
+        return self.closed
+
     async def _end_locked(self) -> None:
         if not self.closed:
             self.closed = True
@@ -155,6 +160,11 @@ class JSONSink:
         self._builder = MessageBuilder()
         self._builder.add(first_events)
         self.committed = False
+
+    @property
+    def finished(self) -> bool:
+        """The message (or its error) was handed to the server."""
+        return self.committed
 
     async def commit(self) -> None:
         pass  # nothing can be sent before the whole message is known
@@ -438,7 +448,11 @@ async def serve_messages(
     except* trio.Cancelled:
         # Cancelled from outside the request (a client leaving cancels only the request's
         # own nursery): the server's graceful shutdown ran out of time. The client gets a
-        # last word (529, or an event: error), shielded and bounded, then the cut.
+        # last word (529, or an event: error), shielded and bounded, then the cut — unless
+        # its answer was already complete, when nothing was cut.
+        if sink.finished:  # the answer went out whole: the relay was reading Ollama's rest
+            log.info("request %s: the shutdown came after its answer was sent; nothing was cut", request_id)
+            raise
         progress["error"] = ShuttingDown()
         with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_NOTICE_TIMEOUT):
             await sink.fail(progress["error"], translator)

@@ -306,6 +306,33 @@ async def test_streams_cut_by_shutdown_end_with_an_overloaded_error_event(fake_o
     assert whole.json()["error"] == {"type": "overloaded_error", "message": "the proxy is shutting down"}
 
 
+async def test_a_server_cancelled_after_the_answer_was_sent_cut_nothing(fake_ollama, caplog):
+    """After the answer went out the relay still reads the rest of Ollama's body (briefly);
+    a server cancelled then (an embedding program, a test, a bench) cut nothing: no 'cut by
+    the shutdown' warning, and the client's stream is whole."""
+    from proxy.app import ProxyApp
+    from proxy.config import load_settings
+    from proxy.server import serve
+
+    settings = load_settings({"host": "127.0.0.1", "port": 0, "ollama_url": fake_ollama.url},
+                             environ={}, read_config_file=False)
+    # the final chunk, then Ollama's body stays open: the relay is draining it
+    fake_ollama.script_chat([Chunk(content="the whole answer"), Chunk(done=True, done_reason="stop"), Stall()])
+    with trio.fail_after(20):
+        async with trio.open_nursery() as servers:
+            urls = await servers.start(functools.partial(serve, settings, app=ProxyApp(settings)))
+            async with httpx.AsyncClient(base_url=urls[0], timeout=15) as client:
+                body = b""
+                async with client.stream("POST", "/v1/messages", json={**SMALL, "stream": True}) as response:
+                    async for chunk in response.aiter_raw():
+                        body += chunk
+            servers.cancel_scope.cancel()  # within the relay's 0.25 s drain
+    assert b"event: message_stop" in body and b"event: error" not in body
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [m for m in messages if "cut by the shutdown" in m], messages
+    assert [m for m in messages if "after its answer was sent; nothing was cut" in m], messages
+
+
 async def _plain_hypercorn(fake_url: str, grace: int) -> tuple[trio.Process, str]:
     """``hypercorn proxy.app:app`` (the documented command) on 127.0.0.1:0; its process and URL."""
     env = {**os.environ, "PROXY_OLLAMA_URL": fake_url, "PROXY_COMMIT_GRACE": "0.1"}
