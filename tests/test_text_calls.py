@@ -136,3 +136,19 @@ async def test_a_call_shown_as_an_example_stays_text_byte_for_byte(fake_ollama, 
     assert [b.type for b in message.content] == ["text"]
     assert message.content[0].text == example
     assert message.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_an_example_in_a_fence_stays_text_when_its_backticks_arrive_one_by_one(step):
+    """With a template that leaves out the fenced dialect, backticks are no opener: a
+    fence whose three backticks came in separate pieces was read as three inline-code
+    marks, and a call shown in a ```python example streamed token by token was run."""
+    from proxy.stream.dialects import BY_NAME
+
+    call = '<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>'
+    text = "Example:\n```python\n" + call + "\n```\nDone."
+    filt = TextCallFilter(["Bash"], (BY_NAME["hermes"],))
+    items = []
+    for i in range(0, len(text), step):
+        items += filt.feed(text[i : i + step])
+    assert normalize(items + filt.finish()) == [("text", text)]

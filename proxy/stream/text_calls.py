@@ -127,9 +127,11 @@ class TextCallFilter:
             # a long call still arriving: judged again once it grew by an eighth, or at a tag's end
             self._held += text
             return []
-        if self._held or not (
+        if self._held or "`" in text or not (
+            # backticks always take the scanning path: the markdown they open or close
+            # decides what is an example (and a run of them may go on in the next piece)
             self._table.firsts.search(text) is None
-            or "`" not in text and (self._in_fence or self._in_code and "\n" not in text)
+            or self._in_fence or self._in_code and "\n" not in text
         ):
             self._held += text
             return self._drain(final=False)
@@ -164,7 +166,10 @@ class TextCallFilter:
                     continue
             found = table.search.search(buf)
             if found is None:
-                start = len(buf) if final else self._cut_opener(buf)
+                # Held back: an opener cut off by the end of the piece, and a run of
+                # backticks that the next piece may make longer ("`" then "``": a fence,
+                # not inline code — counted one by one they would open no fence).
+                start = len(buf) if final else min(self._cut_opener(buf), len(buf.rstrip("`")))
                 if start:
                     self._release(text, buf[:start])
                 buf = buf[start:]
