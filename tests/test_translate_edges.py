@@ -1,0 +1,206 @@
+"""What Ollama receives at the edges mutation testing found unguarded (docs/TESTING.md).
+
+Context sizing at its boundaries and under ``max_num_ctx``, ``tool_choice: any``, tool
+emulation keeping the user's own words and images, and merged assistant turns keeping
+their thinking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from proxy.errors import PromptTooLong
+from proxy.protocol.context import OUTPUT_HEADROOM, ContextPolicy, choose_num_ctx, looks_truncated
+from proxy.protocol.translate import translate_request, validate_request
+from tests.fake_ollama import text_stream
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+BASH = {"name": "Bash", "description": "Run a command",
+        "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}
+
+
+def ollama_messages(messages: list[dict[str, Any]], **extra: Any) -> list[dict[str, Any]]:
+    options = {k: extra.pop(k) for k in ("native_tools",) if k in extra}
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": messages, **extra}
+    return translate_request(validate_request(body), ollama_model="m", **options).ollama["messages"]
+
+
+def num_ctx(estimate: int, *, max_tokens: int = 64000, model_max: int | None = 131072,
+            maximum: int = 0, pinned: int = 0, high_water: int = 0) -> int:
+    return choose_num_ctx(estimate=estimate, max_tokens=max_tokens, model_max=model_max,
+                          policy=ContextPolicy(pinned=pinned, maximum=maximum), high_water=high_water)
+
+
+# --- num_ctx ------------------------------------------------------------------------------
+
+
+async def test_max_num_ctx_caps_what_ollama_receives(fake_ollama, start_proxy):
+    # ~8.3k tokens of prompt + 8k headroom → 32k uncapped; the operator's cap is 16k, and
+    # the prompt still leaves a quarter of that for the answer.
+    body = {"model": "claude-opus-5-5", "max_tokens": 64000,
+            "messages": [{"role": "user", "content": "word " * 6000}]}
+    for settings, expected in (({}, 32768), ({"max_num_ctx": 16384}, 16384)):
+        proxy = await start_proxy(**settings)
+        fake_ollama.script_chat(text_stream("ok"))
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as client:
+            with trio.fail_after(10):
+                response = await client.post("/v1/messages", json=body)
+        assert response.status_code == 200
+        assert fake_ollama.chat_requests[-1].body["options"]["num_ctx"] == expected
+
+
+async def test_max_num_ctx_refuses_a_prompt_the_cap_cannot_hold(fake_ollama, start_proxy):
+    proxy = await start_proxy(max_num_ctx=16384)
+    body = {"model": "claude-opus-5-5", "max_tokens": 64000,
+            "messages": [{"role": "user", "content": "word " * 12000}]}  # ~16.7k tokens
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as client:
+        with trio.fail_after(10):
+            response = await client.post("/v1/messages", json=body)
+    assert response.status_code == 400
+    # a quarter of the 16k cap is kept for the answer
+    assert response.json()["error"]["message"].endswith(" tokens > 12288 maximum")
+    assert fake_ollama.chat_requests == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        # the need exactly fills a step: that step, not the next
+        ({"estimate": 16384 - OUTPUT_HEADROOM}, 16384),
+        ({"estimate": 16384 - OUTPUT_HEADROOM + 1}, 32768),
+        ({"estimate": 8192 - 100, "max_tokens": 100}, 8192),
+        ({"estimate": 8192 - 99, "max_tokens": 100}, 16384),
+        # the smaller of the model's maximum and max_num_ctx wins, whichever it is
+        ({"estimate": 12000, "model_max": 24576, "maximum": 65536}, 24576),
+        ({"estimate": 12000, "model_max": 65536, "maximum": 24576}, 24576),
+        ({"estimate": 12000, "model_max": None, "maximum": 24576}, 24576),
+        # an earlier, larger window is kept, but never beyond the cap
+        ({"estimate": 100, "high_water": 65536, "model_max": 40960}, 40960),
+        ({"estimate": 100, "high_water": 65536, "model_max": None}, 65536),
+        # pinned wins over sizing, but a prompt over the cap is still refused (below)
+        ({"estimate": 100, "pinned": 4096, "high_water": 65536}, 4096),
+    ],
+)
+def test_num_ctx_at_its_boundaries(kwargs, expected):
+    assert num_ctx(**kwargs) == expected
+
+
+def test_a_prompt_that_exactly_leaves_room_for_the_answer_fits():
+    # room = min(max_tokens, headroom, limit / 4) = 8192 of the 32768 window
+    assert num_ctx(32768 - 8192, model_max=32768) == 32768
+    with pytest.raises(PromptTooLong) as caught:
+        num_ctx(32768 - 8192 + 1, model_max=32768)
+    assert caught.value.message == "prompt is too long: 24577 tokens > 24576 maximum"
+    # a small max_tokens needs less room; a small window keeps a quarter of itself
+    assert num_ctx(32768 - 10, max_tokens=10, model_max=32768) == 32768
+    with pytest.raises(PromptTooLong) as caught:
+        num_ctx(8192 - 2047, model_max=8192)
+    assert caught.value.message == "prompt is too long: 6145 tokens > 6144 maximum"
+    with pytest.raises(PromptTooLong):
+        num_ctx(30000, pinned=8192, maximum=16384)
+
+
+def test_truncation_threshold_is_95_percent():
+    assert looks_truncated(950, 1000) and not looks_truncated(949, 1000)
+    assert not looks_truncated(10, 0)
+
+
+# --- tool_choice ----------------------------------------------------------------------------
+
+
+def test_tool_choice_any_tells_the_model_to_call_a_tool():
+    messages = [{"role": "user", "content": "x"}]
+    system = ollama_messages(messages, system="Be brief.", tools=[BASH], tool_choice={"type": "any"})[0]
+    assert system == {"role": "system", "content": "Be brief.\n\nIn this reply you must call one of the available tools."}
+    # without a system prompt of its own the instruction is the system prompt
+    first = ollama_messages(messages, tools=[BASH], tool_choice={"type": "any"})[0]
+    assert first == {"role": "system", "content": "In this reply you must call one of the available tools."}
+    # auto, or a named tool without a name, adds nothing; nor does any without tools
+    for choice in ({"type": "auto"}, {"type": "tool"}):
+        assert ollama_messages(messages, tools=[BASH], tool_choice=choice)[0]["role"] == "user"
+    assert ollama_messages(messages, tool_choice={"type": "any"})[0]["role"] == "user"
+
+
+# --- tool emulation -------------------------------------------------------------------------
+
+
+def emulated_round(*after: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = [
+        {"role": "user", "content": "look at the screenshot"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+            {"type": "text", "text": "a.png"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}, *after]},
+    ]
+    return ollama_messages(messages, system="Be brief.", tools=[BASH], native_tools=False)
+
+
+def test_emulated_tools_keep_the_users_words_and_images_after_the_results():
+    sent = emulated_round(
+        {"type": "text", "text": "now fix it"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG[::-1]}},
+    )
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[0]["content"].startswith("Be brief.\n\n# Tools\n")
+    assert sent[2]["content"] == '<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>'
+    assert sent[3] == {
+        "role": "user",
+        "content": '<tool_response name="Bash">\na.png\n</tool_response>\n\nnow fix it',
+        "images": [PNG, PNG[::-1]],
+    }
+
+
+def test_emulated_tools_without_a_system_prompt_describe_the_tools_first():
+    messages = [{"role": "user", "content": "hi"}]
+    sent = ollama_messages(messages, tools=[BASH], native_tools=False)
+    assert sent[0]["role"] == "system" and sent[0]["content"].startswith("# Tools\n")
+    assert sent[0]["content"].endswith(
+        '{"name":"Bash","description":"Run a command","parameters":{"type":"object",'
+        '"properties":{"command":{"type":"string"}}}}')
+    assert sent[1:] == [{"role": "user", "content": "hi"}]
+
+
+def test_emulated_tool_result_without_images_has_no_images_key():
+    messages = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Listing."},
+                                          {"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "x"}]},
+    ]
+    sent = ollama_messages(messages, tools=[BASH], native_tools=False)
+    assert sent[2]["content"] == 'Listing.\n<tool_call>{"name": "Bash", "arguments": {}}</tool_call>'
+    assert "tool_calls" not in sent[2]
+    assert sent[3] == {"role": "user", "content": '<tool_response name="Bash">\nx\n</tool_response>'}
+
+
+# --- merged turns ---------------------------------------------------------------------------
+
+
+def test_consecutive_assistant_turns_keep_both_thinking_texts_and_calls():
+    messages = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "first thought", "signature": ""},
+                                          {"type": "text", "text": "One."}]},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "second thought", "signature": ""},
+                                          {"type": "text", "text": "Two."},
+                                          {"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+    ]
+    sent = ollama_messages(messages, tools=[BASH])
+    assert sent[1] == {"role": "assistant", "content": "One.Two.", "thinking": "first thought\n\nsecond thought",
+                       "tool_calls": [{"id": "t1", "function": {"name": "Bash", "arguments": {}}}]}
+    # an empty first turn takes the second's content and thinking as they are
+    messages[1] = {"role": "assistant", "content": ""}
+    sent = ollama_messages(messages, tools=[BASH])
+    assert sent[1]["content"] == "Two." and sent[1]["thinking"] == "second thought"
+
+
+def test_consecutive_user_turns_join_text_and_images():
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "one"}, image]},
+                {"role": "user", "content": [{"type": "text", "text": "two"}, image]}]
+    assert ollama_messages(messages) == [{"role": "user", "content": "one\n\ntwo", "images": [PNG, PNG]}]
