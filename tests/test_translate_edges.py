@@ -7,13 +7,14 @@ their thinking.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
 import pytest
 import trio
 
-from proxy.errors import PromptTooLong
+from proxy.errors import PromptTooLong, RequestError
 from proxy.protocol.context import OUTPUT_HEADROOM, ContextPolicy, choose_num_ctx, looks_truncated
 from proxy.protocol.translate import translate_request, validate_request
 from tests.fake_ollama import text_stream
@@ -204,3 +205,92 @@ def test_consecutive_user_turns_join_text_and_images():
     messages = [{"role": "user", "content": [{"type": "text", "text": "one"}, image]},
                 {"role": "user", "content": [{"type": "text", "text": "two"}, image]}]
     assert ollama_messages(messages) == [{"role": "user", "content": "one\n\ntwo", "images": [PNG, PNG]}]
+
+
+# --- content blocks: what Ollama gets, and the 400 the client gets -------------------------
+
+
+def image(source: Any) -> dict[str, Any]:
+    return {"type": "image", "source": source}
+
+
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ({"type": "text", "text": 5}, "messages.0.content.1.text: must be a string"),
+        (image("x"), "messages.0.content.1.source: must be an object"),
+        (image({"type": "base64"}), "messages.0.content.1.source: expected a base64 image source with string 'data'"),
+        (image({"type": "file", "data": PNG}),
+         "messages.0.content.1.source: expected a base64 image source with string 'data'"),
+        (image({"type": "url", "url": "https://x/y.png"}),
+         "messages.0.content.1.source: image URLs are not supported by the local model; send the image as base64 data"),
+        ({"type": "document", "source": []}, "messages.0.content.1.source: must be an object"),
+        ({"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": None}]}},
+         "messages.0.content.1.source.content.0.text: must be a string"),
+        ({"type": "document", "source": {"type": "text", "data": 5}},
+         "messages.0.content.1.source: documents of source type 'text' are not supported by the local model;"
+         " only text documents are"),
+        ({"type": "document", "source": {"type": "url", "content": "x"}},
+         "messages.0.content.1.source: documents of source type 'url' are not supported by the local model;"
+         " only text documents are"),
+    ],
+)
+def test_a_bad_content_block_is_a_400_naming_it(block, message):
+    with pytest.raises(RequestError) as caught:
+        ollama_messages([{"role": "user", "content": [{"type": "text", "text": "hi"}, block]}])
+    assert caught.value.message == message and caught.value.status == 400
+
+
+def test_a_bad_block_in_a_system_message_is_a_400_naming_it():
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"},
+                {"role": "system", "content": [{"type": "text", "text": 1}]}]
+    with pytest.raises(RequestError) as caught:
+        ollama_messages(messages)
+    assert caught.value.message == "messages.2.content.0.text: must be a string"
+    call = {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash", "input": {}}]}
+    result = {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": 1}]}
+    with pytest.raises(RequestError) as caught:
+        ollama_messages([{"role": "user", "content": "go"}, call, {"role": "user", "content": [result]}])
+    assert caught.value.message == "messages.2.content.0.content.0.text: must be a string"
+
+
+def test_text_documents_reach_ollama_in_document_tags():
+    def sent(document: dict[str, Any]) -> str:
+        return ollama_messages([{"role": "user", "content": [document]}])[0]["content"]
+
+    assert sent({"type": "document", "source": {"type": "text", "data": "plain"}}) == "<document>\nplain\n</document>"
+    assert sent({"type": "document", "title": 'a "b"', "source": {"type": "content", "content": "inline"}}) == (
+        '<document title="a \\"b\\"">\ninline\n</document>')
+    assert sent({"type": "document", "source": {"type": "content", "content": [
+        {"type": "text", "text": "one"}, {"type": "image", "source": {}}, "junk", {"type": "text", "text": "two"}]}}) == (
+        "<document>\none\n\ntwo\n</document>")
+
+
+def test_system_blocks_and_inline_system_messages_are_joined_by_blank_lines():
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"},
+                {"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "image", "source": {}},
+                                               {"type": "text", "text": "b"}]},
+                {"role": "user", "content": "next"}]
+    system = [{"type": "text", "text": "x-anthropic-billing-header: cc_version=1"},
+              {"type": "text", "text": "first"}, {"type": "text", "text": "second"}]
+    sent = ollama_messages(messages, system=system)
+    assert sent[0] == {"role": "system", "content": "first\n\nsecond"}
+    assert sent[3] == {"role": "user", "content": "<system-reminder>\na\n\nb\n</system-reminder>\n\nnext"}
+
+
+def test_unknown_blocks_are_dropped_with_a_log_line_and_known_ones_are_not(caplog):
+    caplog.set_level(logging.INFO, logger="proxy")
+    messages = [{"role": "user", "content": "go"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash", "input": {}}]},
+                {"role": "user", "content": [
+        {"type": "text", "text": "hi"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "document", "source": {"type": "text", "data": "d"}},
+        {"type": "search_result", "content": []},
+        {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "r"},
+                                                                {"type": "audio"}]},
+    ]}]
+    ollama_messages(messages)
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert sorted(dropped) == ["dropped a 'audio' block inside a tool_result at messages.2.content.4.content.1",
+                       "dropped a 'search_result' block at messages.2.content.3: the local model cannot use it"]
