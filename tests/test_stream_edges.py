@@ -1,0 +1,221 @@
+"""What the client receives at the stream's edges mutation testing found unguarded.
+
+Everything goes through :class:`ResponseTranslator`'s public interface (Ollama's NDJSON in,
+Anthropic events out), so these tests hold whatever recognizes printed tool calls inside.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from proxy.errors import UpstreamError, UpstreamProtocolError
+from proxy.stream.events import Event
+from proxy.stream.message import MessageBuilder
+from proxy.stream.translator import ResponseTranslator
+
+READ = {"type": "object", "properties": {"file_path": {"type": "string"}, "limit": {"type": "integer"},
+                                         "options": {"type": "object"}}}
+BASH = {"type": "object", "properties": {"command": {"type": "string"}}}
+TOOLS = {"Read": READ, "Bash": BASH}
+
+
+def line(content: str = "", *, done: bool = False, **extra: Any) -> bytes:
+    obj: dict[str, Any] = {"model": "m", "created_at": "2025-06-01T12:00:00Z",
+                           "message": {"role": "assistant", "content": content}, "done": done}
+    if done:
+        obj.update(done_reason="stop", prompt_eval_count=10, eval_count=5)
+    for key in ("thinking", "tool_calls"):
+        if key in extra:
+            obj["message"][key] = extra.pop(key)
+    obj.update(extra)
+    return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
+
+
+def translator(tools: dict[str, Any] | None = TOOLS, **kwargs: Any) -> ResponseTranslator:
+    ids = iter(f"toolu_{n}" for n in range(1, 100))
+    return ResponseTranslator(client_model="claude-sonnet-4-5", input_tokens=42, tools=tools,
+                              tool_id_factory=lambda: next(ids), **kwargs)
+
+
+def run(*lines: bytes, tools: dict[str, Any] | None = TOOLS) -> tuple[dict[str, Any], list[Event]]:
+    t = translator(tools)
+    events = t.start()
+    for data in lines:
+        events += t.feed(data)
+    events += t.end()
+    builder = MessageBuilder()
+    builder.add(events)
+    return builder.message(), events
+
+
+# --- what is still held back when Ollama's final chunk arrives ------------------------------
+
+
+@pytest.mark.parametrize(
+    "pieces, expected",
+    [
+        # a brace might open a printed call: held, and released when the answer ends
+        (["Use a dict like {"], "Use a dict like {"),
+        (["Use ", "<tool_call>"], "Use <tool_call>"),
+        (["see ```"], "see ```"),
+        (["<function="], "<function="),
+        # the final chunk's own content is part of the answer too
+        (["a {", "b"], "a {b"),
+    ],
+)
+def test_text_held_back_at_the_final_chunk_reaches_the_client(pieces, expected):
+    *middle, last = pieces
+    message, _ = run(*(line(p) for p in middle), line(last, done=True))
+    assert message["content"] == [{"type": "text", "text": expected}]
+    assert message["stop_reason"] == "end_turn"
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ['<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}', "</tool_call>"],
+        ['<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>'],
+        ['<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}'],  # the closer never came
+        ['{"name": "Bash", "arguments": {"command": "ls"}', "}"],
+        ["<function=Bash><parameter=command>ls</parameter>", "</function>"],
+    ],
+)
+def test_a_printed_call_completed_by_the_final_chunk_reaches_the_client(pieces):
+    *middle, last = pieces
+    message, _ = run(line("Listing.\n"), *(line(p) for p in middle), line(last, done=True))
+    assert message["content"] == [{"type": "text", "text": "Listing.\n"},
+                                  {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}}]
+    assert message["stop_reason"] == "tool_use"
+
+
+def test_a_printed_call_and_held_text_after_it_both_reach_the_client():
+    message, _ = run(line('<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>\n'),
+                     line("then {", done=True))
+    assert message["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}},
+                                  {"type": "text", "text": "then {"}]
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("100", 100),  # JSON that parses is the value it parses to
+        (" 100 ", 100),
+        ("-1.5", -1.5),
+        ("true", True),
+        ('{"a": [1]}', {"a": [1]}),
+        ("null", None),
+        ("/tmp/a b.txt", "/tmp/a b.txt"),  # not JSON: the text itself
+        ("100 lines", "100 lines"),
+    ],
+)
+def test_a_printed_parameter_value_reaches_the_tool_as_json_or_text(value, expected):
+    printed = f"<function=Read><parameter=anything>{value}</parameter></function>"
+    message, _ = run(line(printed), line("", done=True))
+    assert message["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"anything": expected}}]
+
+
+def test_printed_parameters_are_coerced_to_the_schema():
+    printed = ("<function=Read>\n<parameter=file_path>\n/a.py\n</parameter>\n"
+               "<parameter=limit>100</parameter>\n<parameter=options>{\"x\": 1}</parameter>\n</function>")
+    message, _ = run(line(printed), line("", done=True))
+    assert message["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "Read",
+                                   "input": {"file_path": "/a.py", "limit": 100, "options": {"x": 1}}}]
+
+
+def test_without_tools_nothing_is_held_or_recognized():
+    printed = '<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call> {'
+    message, _ = run(line(printed), line("", done=True), tools=None)
+    assert message["content"] == [{"type": "text", "text": printed}]
+
+
+# --- message_start, tool input, usage, stop reason -------------------------------------------
+
+
+def test_message_start_carries_a_fresh_message_id_when_none_is_given():
+    ids = []
+    for _ in range(2):
+        t = ResponseTranslator(client_model="claude-sonnet-4-5", input_tokens=7)
+        start = t.start()[0].payload()
+        assert start["message"]["usage"]["input_tokens"] == 7
+        ids.append(start["message"]["id"])
+    assert all(isinstance(i, str) and i.startswith("msg_") and len(i) == 28 for i in ids)
+    assert ids[0] != ids[1]
+    given = ResponseTranslator(client_model="m", input_tokens=1, message_id="msg_given").start()[0].payload()
+    assert given["message"]["id"] == "msg_given"
+
+
+def test_tool_input_streams_as_compact_utf8_json():
+    _, events = run(line(tool_calls=[{"function": {"name": "Bash", "arguments": {"command": "echo ä 🙂", "n": [1, 2]}}}]),
+                    line("", done=True))
+    deltas = [e.payload()["delta"] for e in events if e.NAME == "content_block_delta"]
+    assert deltas == [{"type": "input_json_delta", "partial_json": '{"command":"echo ä 🙂","n":[1,2]}'}]
+
+
+def test_the_output_token_estimate_counts_what_was_produced_until_ollama_counts():
+    t = translator()
+    t.start()
+    assert t.approx_output_tokens == 0
+    t.feed(line("x" * 40, thinking="y" * 40))
+    assert t.approx_output_tokens == 20  # 80 characters at ~4 per token
+    t.feed(line(tool_calls=[{"function": {"name": "Bash", "arguments": {"command": "ls"}}}]))
+    assert t.approx_output_tokens == round((80 + len("Bash") + len(str({"command": "ls"}))) / 4)
+    t.feed(line("", done=True))
+    assert t.approx_output_tokens == 5  # Ollama's eval_count wins once known
+    assert t.input_tokens == 10 and t.done_reason == "stop"
+
+
+def test_the_stop_reason_is_recorded_for_the_request_log():
+    for lines, expected in (
+        ([line("hi"), line("", done=True)], "end_turn"),
+        ([line("hi"), line("", done=True, done_reason="length")], "max_tokens"),
+        ([line(tool_calls=[{"function": {"name": "Bash", "arguments": {}}}]), line("", done=True)], "tool_use"),
+    ):
+        t = translator()
+        t.start()
+        for data in lines:
+            t.feed(data)
+        assert t.machine.stop_reason == expected
+    assert translator().machine.stop_reason is None
+
+
+def test_a_missing_prompt_count_keeps_the_estimate_as_input_tokens():
+    t = translator()
+    events = t.start() + t.feed(line("hi") + line("", done=True, prompt_eval_count=0))
+    delta = next(e.payload() for e in events if e.NAME == "message_delta")
+    assert delta["usage"] == {"input_tokens": 42, "output_tokens": 5}
+
+
+# --- faulty streams ------------------------------------------------------------------------
+
+
+def test_a_stream_without_its_final_chunk_is_an_error_saying_so():
+    t = translator()
+    t.start()
+    t.feed(line("partial"))
+    with pytest.raises(UpstreamProtocolError) as caught:
+        t.end()
+    assert caught.value.message == "Ollama's stream ended before its final chunk"
+    error = t.fail(caught.value)
+    assert [e.NAME for e in error][-1] == "error"
+    assert error[-1].payload()["error"]["message"] == "Ollama's stream ended before its final chunk"
+
+
+def test_an_error_line_is_reported_with_ollamas_words():
+    t = translator()
+    t.start()
+    with pytest.raises(UpstreamError) as caught:
+        t.feed(line("ok") + json.dumps({"error": "model crashed"}).encode() + b"\n")
+    assert caught.value.message == "Ollama failed mid-stream: model crashed"
+    events = t.fail(caught.value)
+    assert [e.NAME for e in events][-1] == "error"
+
+
+def test_chunks_after_the_final_one_are_ignored_with_a_warning(caplog):
+    caplog.set_level(logging.WARNING, logger="proxy.stream")
+    message, _ = run(line("one"), line("", done=True), line("two"))
+    assert message["content"] == [{"type": "text", "text": "one"}]
+    assert [r.getMessage() for r in caplog.records] == ["ignored a chunk Ollama sent after its final chunk"]
