@@ -294,3 +294,64 @@ def test_unknown_blocks_are_dropped_with_a_log_line_and_known_ones_are_not(caplo
     dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert sorted(dropped) == ["dropped a 'audio' block inside a tool_result at messages.2.content.4.content.1",
                        "dropped a 'search_result' block at messages.2.content.3: the local model cannot use it"]
+
+
+# --- tool results and assistant turns ----------------------------------------------------------
+
+
+CALL = {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash", "input": {}}]}
+
+
+def result_turn(**result: Any) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": "go"}, CALL,
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", **result}]}]
+
+
+@pytest.mark.parametrize(
+    "result, content",
+    [
+        ({}, ""),
+        ({"content": None}, ""),
+        ({"is_error": True}, "Error: the tool failed"),
+        ({"is_error": True, "content": []}, "Error: the tool failed"),
+        ({"is_error": True, "content": "boom"}, "Error: boom"),
+        ({"content": ["junk", {"type": "text", "text": "a"}, 7, {"type": "text", "text": "b"}]}, "a\n\nb"),
+    ],
+)
+def test_a_tool_result_reaches_ollama_as_a_tool_message(result, content):
+    sent = ollama_messages(result_turn(**result))
+    assert sent[2] == {"role": "tool", "content": content, "tool_name": "Bash", "tool_call_id": "t"}
+
+
+def test_a_tool_result_with_content_of_the_wrong_type_is_a_400():
+    with pytest.raises(RequestError) as caught:
+        ollama_messages(result_turn(content=5))
+    assert caught.value.message == "messages.2.content.0.content: must be a string or an array of content blocks"
+
+
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ({"type": "tool_use", "id": 5, "name": "Bash", "input": {}}, "messages.1.content.0: tool_use needs a string 'id' and 'name'"),
+        ({"type": "tool_use", "id": "t", "name": None, "input": {}}, "messages.1.content.0: tool_use needs a string 'id' and 'name'"),
+        ({"type": "tool_use", "id": "t", "name": "Bash", "input": []}, "messages.1.content.0.input: must be an object"),
+        ({"type": "text", "text": None}, "messages.1.content.0.text: must be a string"),
+    ],
+)
+def test_a_bad_assistant_block_is_a_400_naming_it(block, message):
+    with pytest.raises(RequestError) as caught:
+        ollama_messages([{"role": "user", "content": "go"}, {"role": "assistant", "content": [block]}])
+    assert caught.value.message == message
+
+
+def test_a_tool_use_without_input_is_called_with_no_arguments_and_redacted_thinking_is_left_out(caplog):
+    caplog.set_level(logging.INFO, logger="proxy")
+    messages = [{"role": "user", "content": "go"},
+                {"role": "assistant", "content": [{"type": "redacted_thinking", "data": "opaque"},
+                                                  {"type": "thinking", "thinking": None},
+                                                  {"type": "tool_use", "id": "t", "name": "Bash"}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]}]
+    sent = ollama_messages(messages)
+    assert sent[1] == {"role": "assistant", "content": "",
+                       "tool_calls": [{"id": "t", "function": {"name": "Bash", "arguments": {}}}]}
+    assert not [r for r in caplog.records if "dropped" in r.getMessage()]
