@@ -355,3 +355,90 @@ def test_a_tool_use_without_input_is_called_with_no_arguments_and_redacted_think
     assert sent[1] == {"role": "assistant", "content": "",
                        "tool_calls": [{"id": "t", "function": {"name": "Bash", "arguments": {}}}]}
     assert not [r for r in caplog.records if "dropped" in r.getMessage()]
+
+
+# --- validation: the 400 a client gets, word for word ------------------------------------------
+
+
+def request(**fields: Any) -> dict[str, Any]:
+    b = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    b.update(fields)
+    return {k: v for k, v in b.items() if v is not ...}
+
+
+@pytest.mark.parametrize(
+    "b, message",
+    [
+        ([], "request body must be a JSON object"),
+        (request(model=...), "model: field required"),
+        (request(model=" "), "model: must be a non-empty string"),
+        (request(max_tokens=...), "max_tokens: field required"),
+        (request(max_tokens=0), "max_tokens: must be an integer >= 1"),
+        (request(max_tokens=False), "max_tokens: must be an integer >= 1"),
+        (request(messages=...), "messages: field required"),
+        (request(messages={}), "messages: must be an array"),
+        (request(messages=[]), "messages: at least one message is required"),
+        (request(messages=["hi"]), "messages.0: must be an object"),
+        (request(messages=[{"role": "tool", "content": "x"}]), "messages.0.role: must be one of 'user', 'assistant', 'system'"),
+        (request(messages=[{"role": "user", "content": 5}]), "messages.0.content: must be a string or an array of content blocks"),
+        (request(messages=[{"role": "user", "content": ["x"]}]), "messages.0.content.0: must be an object with a 'type'"),
+        (request(messages=[{"role": "user", "content": [{"type": 1}]}]), "messages.0.content.0: must be an object with a 'type'"),
+        (request(stream=1), "stream: must be a boolean"),
+        (request(system=5), "system: must be a string or an array of text blocks"),
+        (request(system=[{"type": "text", "text": "a"}, {"type": "text"}]), "system.1: must be a text block with a string 'text'"),
+        (request(system=["a"]), "system.0: must be a text block with a string 'text'"),
+        (request(tools={}), "tools: must be an array"),
+        (request(tools=[{"name": "a"}, "b"]), "tools.1: must be an object with a string 'name'"),
+        (request(tools=[{"name": 5}]), "tools.0: must be an object with a string 'name'"),
+        (request(tools=[{"name": "a", "input_schema": "x"}]), "tools.0.input_schema: must be an object"),
+        (request(tools=[{"name": "a", "type": "custom", "input_schema": []}]), "tools.0.input_schema: must be an object"),
+        (request(temperature="0.5"), "temperature: must be a number"),
+        (request(top_p=True), "top_p: must be a number"),
+        (request(top_k=1.5), "top_k: must be an integer"),
+        (request(top_k=True), "top_k: must be an integer"),
+        (request(stop_sequences="END"), "stop_sequences: must be an array of strings"),
+        (request(stop_sequences=["END", 5]), "stop_sequences: must be an array of strings"),
+    ],
+)
+def test_an_invalid_request_is_a_400_saying_what_is_wrong(b, message):
+    with pytest.raises(RequestError) as caught:
+        validate_request(b)
+    assert caught.value.message == message and caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "b",
+    [
+        request(max_tokens=1),
+        request(messages=[{"role": "system", "content": []}, {"role": "assistant", "content": ""}]),
+        request(system=None, stream=False, temperature=None, top_p=None, top_k=None, stop_sequences=None),
+        request(system="", temperature=0, top_p=1, top_k=0, stop_sequences=[]),
+        request(tools=[{"name": "web", "type": "web_search_20250305", "input_schema": "server-defined"}]),
+        request(tools=[{"name": "a", "input_schema": None}], temperature=0.5),
+    ],
+)
+def test_a_valid_request_passes(b):
+    assert validate_request(b) is b
+
+
+def test_options_and_tools_as_ollama_gets_them(caplog):
+    caplog.set_level(logging.INFO, logger="proxy")
+    b = request(temperature=0, top_p=0.5, top_k=3, stop_sequences=[],
+                tools=[{"name": "a", "input_schema": None, "description": 5},
+                       {"name": "web", "type": "web_search_20250305"},
+                       {"name": "b", "type": "custom", "description": "B", "input_schema": {"type": "object"}}])
+    ollama = translate_request(validate_request(b), ollama_model="m").ollama
+    assert ollama["options"] == {"num_predict": 100, "temperature": 0, "top_p": 0.5, "top_k": 3}
+    assert ollama["tools"] == [
+        {"type": "function", "function": {"name": "a", "description": "", "parameters": {"type": "object", "properties": {}}}},
+        {"type": "function", "function": {"name": "b", "description": "B", "parameters": {"type": "object"}}},
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        "left out server tool 'web' (type 'web_search_20250305'): Ollama cannot run it"]
+    assert ollama["stream"] is True and ollama["model"] == "m"
+
+
+def test_tool_choice_none_sends_neither_tools_nor_an_instruction():
+    sent = translate_request(validate_request(request(tools=[BASH], tool_choice={"type": "none"})),
+                             ollama_model="m").ollama
+    assert "tools" not in sent and sent["messages"] == [{"role": "user", "content": "hi"}]
