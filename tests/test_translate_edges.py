@@ -442,3 +442,65 @@ def test_tool_choice_none_sends_neither_tools_nor_an_instruction():
     sent = translate_request(validate_request(request(tools=[BASH], tool_choice={"type": "none"})),
                              ollama_model="m").ollama
     assert "tools" not in sent and sent["messages"] == [{"role": "user", "content": "hi"}]
+
+
+# --- history rewrites as Ollama gets them ---------------------------------------------------
+
+
+def use(tool_id: str, name: str = "Bash") -> dict[str, Any]:
+    return {"type": "tool_use", "id": tool_id, "name": name, "input": {"n": tool_id}}
+
+
+def result(tool_id: str, content: str) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": tool_id, "content": content}
+
+
+def shape(messages: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    return [(m["role"], m.get("tool_call_id") or [c["id"] for c in m.get("tool_calls", [])] or m["content"])
+            for m in messages]
+
+
+def test_three_parallel_calls_become_three_rounds_in_call_order():
+    messages = [{"role": "user", "content": "go"},
+                {"role": "assistant", "content": [{"type": "text", "text": "all"}, use("a"), use("b"), use("c")]},
+                {"role": "user", "content": [result("c", "C"), result("a", "A"), result("b", "B"),
+                                             {"type": "text", "text": "next"}]}]
+    assert shape(ollama_messages(messages, tools=[BASH])) == [
+        ("user", "go"), ("assistant", ["a"]), ("tool", "a"), ("assistant", ["b"]), ("tool", "b"),
+        ("assistant", ["c"]), ("tool", "c"), ("user", "next")]
+
+
+def test_parallel_calls_stay_together_when_sequential_rounds_are_off():
+    messages = [{"role": "user", "content": "go"},
+                {"role": "assistant", "content": [use("a"), use("b")]},
+                {"role": "user", "content": [result("a", "A"), result("b", "B")]}]
+    body = {"model": "c", "max_tokens": 5, "messages": messages, "tools": [BASH]}
+    sent = translate_request(validate_request(body), ollama_model="m", sequential_tools=False).ollama["messages"]
+    assert shape(sent) == [("user", "go"), ("assistant", ["a", "b"]), ("tool", "a"), ("tool", "b")]
+
+
+def test_a_call_answered_only_after_a_system_message_keeps_its_result():
+    messages = [{"role": "user", "content": "go"}, {"role": "assistant", "content": [use("a")]},
+                {"role": "system", "content": "note"}, {"role": "user", "content": [result("a", "A")]}]
+    sent = ollama_messages(messages, tools=[BASH])
+    assert ("tool", "a") in shape(sent)
+    assert next(m for m in sent if m["role"] == "tool")["content"] == "A"
+
+
+def test_calls_followed_by_another_assistant_turn_get_interrupted_results():
+    messages = [{"role": "user", "content": "go"}, {"role": "assistant", "content": [use("a"), use("b")]},
+                {"role": "assistant", "content": "never mind"}, {"role": "user", "content": "ok"}]
+    sent = ollama_messages(messages, tools=[BASH])
+    assert shape(sent) == [("user", "go"), ("assistant", ["a"]), ("tool", "a"), ("assistant", ["b"]), ("tool", "b"),
+                           ("assistant", "never mind"), ("user", "ok")]
+    assert [m["content"] for m in sent if m["role"] == "tool"] == [
+        "Error: The tool call was interrupted before it returned a result (the user stopped it)."] * 2
+
+
+def test_a_repeated_result_for_one_call_is_dropped_with_a_log_line(caplog):
+    caplog.set_level(logging.INFO, logger="proxy")
+    messages = [{"role": "user", "content": "go"}, {"role": "assistant", "content": [use("a")]},
+                {"role": "user", "content": [result("a", "first"), result("a", "again")]}]
+    sent = ollama_messages(messages, tools=[BASH])
+    assert [m["content"] for m in sent if m["role"] == "tool"] == ["first"]
+    assert any("dropped a tool_result for a (messages.2)" in r.getMessage() for r in caplog.records)
