@@ -153,3 +153,29 @@ def test_a_repaired_call_reaches_the_client_healed_and_is_logged(caplog):
                 "coerced 'limit' from str to int", "coerced 'text' from int to str")
     assert translator.repair_log == [("Tool", expected)]
     assert [r.getMessage() for r in caplog.records] == ["repaired tool call Tool: " + "; ".join(expected)]
+
+
+BASH = {"type": "object", "properties": {"command": {"type": "string"}, "timeout": {"type": "number"},
+                                         "run_in_background": {"type": "boolean"}, "description": {"type": "string"}}}
+
+
+@pytest.mark.parametrize(
+    "properties, given, expected",
+    [
+        (BASH["properties"], {"kommand": "ls"}, {"command": "ls"}),  # only a close spelling matches
+        (BASH["properties"], {"command_line": "ls"}, {"command": "ls"}),  # a longer name starting with it
+        (BASH["properties"], {"tmeuot": 5}, {"tmeuot": 5}),  # not close enough to guess
+        (BASH["properties"], {"cwd": "/tmp"}, {"cwd": "/tmp"}),  # same first letter is not enough
+        ({"path": {}, "file_path": {}}, {"filePath": "x"}, {"file_path": "x"}),  # exact but for case wins
+        ({"file_path": {}, "mode": {}}, {"FILE-PATH": "x"}, {"file_path": "x"}),
+        ({"path": {}, "mode": {}}, {"p.a.t.h": "x"}, {"path": "x"}),  # separators never count
+        ({"file_path": {}, "old_path": {}, "path_x": {}}, {"path": "x"}, {"path": "x"}),  # ambiguous: left alone
+    ],
+)
+def test_parameter_names_are_matched_only_when_the_match_is_clear(properties, given, expected):
+    assert repair_tool_call("T", given, {"T": {"type": "object", "properties": properties}}).arguments == expected
+
+
+def test_text_before_an_object_is_not_guessed_into_arguments():
+    assert parse_arguments('X {"a": 1}') == ('X {"a": 1}', [])
+    assert repair_tool_call("Tool", 'X {"a": 1}', TOOLS).arguments == {}

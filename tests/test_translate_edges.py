@@ -504,3 +504,20 @@ def test_a_repeated_result_for_one_call_is_dropped_with_a_log_line(caplog):
     sent = ollama_messages(messages, tools=[BASH])
     assert [m["content"] for m in sent if m["role"] == "tool"] == ["first"]
     assert any("dropped a tool_result for a (messages.2)" in r.getMessage() for r in caplog.records)
+
+
+def test_emulated_tools_keep_an_image_the_user_sends_after_a_text_result():
+    sent = ollama_messages([
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [use("t1")]},
+        {"role": "user", "content": [result("t1", "done"), {"type": "text", "text": "see this"},
+                                     {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]},
+    ], tools=[BASH], native_tools=False)
+    assert sent[-1] == {"role": "user", "content": '<tool_response name="Bash">\ndone\n</tool_response>\n\nsee this',
+                        "images": [PNG]}
+
+
+def test_emulated_tool_descriptions_keep_their_characters():
+    tool = {"name": "Lire", "description": "Lit un fichier — «ä»", "input_schema": {"type": "object"}}
+    system = ollama_messages([{"role": "user", "content": "x"}], tools=[tool], native_tools=False)[0]["content"]
+    assert system.endswith('{"name":"Lire","description":"Lit un fichier — «ä»","parameters":{"type":"object"}}')
