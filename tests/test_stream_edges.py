@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -219,3 +220,12 @@ def test_chunks_after_the_final_one_are_ignored_with_a_warning(caplog):
     message, _ = run(line("one"), line("", done=True), line("two"))
     assert message["content"] == [{"type": "text", "text": "one"}]
     assert [r.getMessage() for r in caplog.records] == ["ignored a chunk Ollama sent after its final chunk"]
+
+
+def test_tool_ids_look_like_anthropics():
+    t = ResponseTranslator(client_model="m", input_tokens=1, tools=TOOLS)
+    events = t.start() + t.feed(line(tool_calls=[{"function": {"name": "Bash", "arguments": {}}}] * 2)
+                                + line("", done=True))
+    ids = [e.payload()["content_block"]["id"] for e in events if e.NAME == "content_block_start"]
+    assert len(ids) == 2 and ids[0] != ids[1]
+    assert all(re.fullmatch(r"toolu_[0-9a-f]{24}", i) for i in ids)

@@ -179,3 +179,29 @@ def test_parameter_names_are_matched_only_when_the_match_is_clear(properties, gi
 def test_text_before_an_object_is_not_guessed_into_arguments():
     assert parse_arguments('X {"a": 1}') == ('X {"a": 1}', [])
     assert repair_tool_call("Tool", 'X {"a": 1}', TOOLS).arguments == {}
+
+
+@pytest.mark.parametrize(
+    "schema, given, expected",
+    [
+        # a value that fits any of the listed types is left as it is
+        (["integer", "string"], "5", "5"),
+        (["string", "number"], 5, 5),
+        (["string", "boolean"], True, True),
+        (["string", "array"], ["a"], ["a"]),
+        (["string", "object"], {"a": 1}, {"a": 1}),
+        (["array", "null"], None, None),
+        (["integer", "x-custom"], "5", "5"),  # a type the proxy does not know accepts anything
+        (["null", "null"], "5", "5"),
+        # JSON numbers and booleans as models write them
+        ("number", "1E3", 1000),
+        ("boolean", "true", True),
+        ("boolean", "True", True),
+        ("boolean", "false", False),
+        ("string", ["é", 1], '["é", 1]'),
+    ],
+)
+def test_union_types_and_spellings(schema, given, expected):
+    repaired = repair_tool_call("T", {"v": given}, {"T": {"type": "object", "properties": {"v": {"type": schema}}}})
+    assert repaired.arguments == {"v": expected}
+    assert type(repaired.arguments["v"]) is type(expected)

@@ -521,3 +521,25 @@ def test_emulated_tool_descriptions_keep_their_characters():
     tool = {"name": "Lire", "description": "Lit un fichier — «ä»", "input_schema": {"type": "object"}}
     system = ollama_messages([{"role": "user", "content": "x"}], tools=[tool], native_tools=False)[0]["content"]
     assert system.endswith('{"name":"Lire","description":"Lit un fichier — «ä»","parameters":{"type":"object"}}')
+
+
+def test_emulated_tools_are_listed_one_per_line_and_past_calls_keep_their_characters():
+    other = {"name": "Read", "input_schema": {"type": "object"}}
+    messages = [{"role": "user", "content": "go"},
+                {"role": "assistant", "content": "Sure."},
+                {"role": "user", "content": "write it"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash",
+                                                   "input": {"command": "echo «ä»"}}]},
+                {"role": "user", "content": [result("t1", "«ä»")]}]
+    sent = ollama_messages(messages, tools=[BASH, other], native_tools=False)
+    assert sent[0]["content"].endswith(
+        'Available tools (JSON Schema of their arguments):\n\n'
+        '{"name":"Bash","description":"Run a command","parameters":{"type":"object","properties":{"command":{"type":"string"}}}}\n'
+        '{"name":"Read","description":"","parameters":{"type":"object"}}')
+    assert sent[1:] == [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "Sure."},
+        {"role": "user", "content": "write it"},
+        {"role": "assistant", "content": '<tool_call>{"name": "Bash", "arguments": {"command": "echo «ä»"}}</tool_call>'},
+        {"role": "user", "content": '<tool_response name="Bash">\n«ä»\n</tool_response>'},
+    ]
