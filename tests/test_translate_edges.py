@@ -7,6 +7,7 @@ their thinking.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -543,3 +544,24 @@ def test_emulated_tools_are_listed_one_per_line_and_past_calls_keep_their_charac
         {"role": "assistant", "content": '<tool_call>{"name": "Bash", "arguments": {"command": "echo «ä»"}}</tool_call>'},
         {"role": "user", "content": '<tool_response name="Bash">\n«ä»\n</tool_response>'},
     ]
+
+
+def test_an_assistant_turn_of_several_blocks_reaches_ollama_joined():
+    messages = [{"role": "user", "content": "go"},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "a", "signature": ""},
+                                                  {"type": "text", "text": "One "},
+                                                  {"type": "thinking", "thinking": "b", "signature": ""},
+                                                  {"type": "text", "text": "two."}]}]
+    assert ollama_messages(messages)[1] == {"role": "assistant", "content": "One two.", "thinking": "a\n\nb"}
+
+
+def test_recognized_tools_with_tool_choice_none_encode_as_json_dumps_does():
+    from proxy.protocol.known_tools import ToolsCache, parse_request_body
+    from proxy.protocol.translate import encode_ollama_body
+
+    raw = json.dumps(request(tools=[BASH], tool_choice={"type": "none"})).encode()
+    body, known = parse_request_body(raw, ToolsCache())
+    assert known is not None
+    translated = translate_request(validate_request(body), ollama_model="m", known_tools=known)
+    assert "tools" not in translated.ollama
+    assert encode_ollama_body(translated) == json.dumps(translated.ollama, allow_nan=False).encode()
