@@ -229,3 +229,54 @@ def test_tool_ids_look_like_anthropics():
     ids = [e.payload()["content_block"]["id"] for e in events if e.NAME == "content_block_start"]
     assert len(ids) == 2 and ids[0] != ids[1]
     assert all(re.fullmatch(r"toolu_[0-9a-f]{24}", i) for i in ids)
+
+
+# --- printed calls and text in one chunk; counters the request log reads ---------------------
+
+
+def test_text_and_a_printed_call_in_one_chunk_both_reach_the_client():
+    message, _ = run(line('Listing.\n<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>\nthen more'),
+                     line("", done=True))
+    assert message["content"] == [{"type": "text", "text": "Listing.\n"},
+                                  {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}},
+                                  {"type": "text", "text": "\nthen more"}]
+
+
+def test_whitespace_between_text_pieces_is_kept():
+    message, _ = run(line("Hello"), line("\n"), line(" "), line("world", done=True))
+    assert message["content"] == [{"type": "text", "text": "Hello\n world"}]
+
+
+def test_thinking_and_text_of_one_chunk_both_reach_the_client_when_tools_are_offered():
+    message, _ = run(line("Answer.", thinking="Think."), line("", done=True))
+    assert [b["type"] for b in message["content"]] == ["thinking", "text"]
+    assert message["content"][1] == {"type": "text", "text": "Answer."}
+
+
+def test_without_tools_text_is_streamed_at_once():
+    t = translator(tools=None)
+    t.start()
+    deltas = [e.payload()["delta"] for e in t.feed(line("a {")) if e.NAME == "content_block_delta"]
+    assert deltas == [{"type": "text_delta", "text": "a {"}]
+
+
+def test_every_repaired_or_recovered_call_is_counted_and_logged():
+    t = translator()
+    t.start()
+    t.feed(line('<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>'))
+    t.feed(line(tool_calls=[{"function": {"name": "bash", "arguments": {}}}]))
+    t.feed(line(tool_calls=[{"function": {"name": "Bash", "arguments": {"command": "pwd"}}}]))
+    t.feed(line("", done=True))
+    assert t.repairs == 2
+    assert t.repair_log == [("Bash", ("recovered a call the model printed as text",)),
+                            ("Bash", ("renamed tool 'bash' to 'Bash'",))]
+
+
+def test_a_stream_cut_before_the_final_chunk_reports_no_counts():
+    t = translator()
+    t.start()
+    assert (t.input_tokens, t.output_tokens, t.done_reason, t.done, t.produced_output) == (0, 0, "", False, False)
+    t.feed(line(thinking="abcd"))
+    t.feed(line(thinking="efgh"))
+    assert t.approx_output_tokens == 2 and t.produced_output
+    assert (t.input_tokens, t.output_tokens, t.done_reason, t.done) == (0, 0, "", False)

@@ -205,3 +205,21 @@ def test_union_types_and_spellings(schema, given, expected):
     repaired = repair_tool_call("T", {"v": given}, {"T": {"type": "object", "properties": {"v": {"type": schema}}}})
     assert repaired.arguments == {"v": expected}
     assert type(repaired.arguments["v"]) is type(expected)
+
+
+def test_arguments_encoded_up_to_four_times_are_healed_and_no_deeper():
+    value: Any = {"a": 1}
+    for _ in range(4):
+        value = json.dumps(value)
+    assert repair_tool_call("Other", value, TOOLS).arguments == {"a": 1}
+    assert repair_tool_call("Other", json.dumps(value), TOOLS).arguments == {}
+
+
+def test_the_log_quotes_at_most_80_characters_of_arguments_that_are_no_object():
+    changes = repair_tool_call("Tool", "z" * 100, TOOLS).changes
+    assert changes == (f"arguments {'z' * 80!r} are not an object: sent {{}}",)
+
+
+def test_a_schema_whose_properties_are_not_an_object_leaves_the_arguments_alone():
+    tools = {"T": {"type": "object", "properties": ["a"]}}
+    assert repair_tool_call("T", {"b": "1"}, tools).arguments == {"b": "1"}

@@ -565,3 +565,29 @@ def test_recognized_tools_with_tool_choice_none_encode_as_json_dumps_does():
     translated = translate_request(validate_request(body), ollama_model="m", known_tools=known)
     assert "tools" not in translated.ollama
     assert encode_ollama_body(translated) == json.dumps(translated.ollama, allow_nan=False).encode()
+
+
+def test_the_turns_after_a_parallel_round_are_kept():
+    messages = [{"role": "user", "content": "go"},
+                {"role": "assistant", "content": [use("a"), use("b")]},
+                {"role": "user", "content": [result("a", "A"), result("b", "B")]},
+                {"role": "assistant", "content": "Both done."},
+                {"role": "user", "content": "thanks"}]
+    assert shape(ollama_messages(messages, tools=[BASH])) == [
+        ("user", "go"), ("assistant", ["a"]), ("tool", "a"), ("assistant", ["b"]), ("tool", "b"),
+        ("assistant", "Both done."), ("user", "thanks")]
+
+
+def test_a_conversation_ending_in_parallel_calls_keeps_them():
+    messages = [{"role": "user", "content": "go"}, {"role": "assistant", "content": [use("a"), use("b")]}]
+    assert shape(ollama_messages(messages, tools=[BASH])) == [("user", "go"), ("assistant", ["a", "b"])]
+
+
+def test_an_image_only_turn_merged_with_text_adds_no_blank_lines():
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    messages = [{"role": "user", "content": [image]}, {"role": "user", "content": "what is it?"}]
+    assert ollama_messages(messages) == [{"role": "user", "content": "what is it?", "images": [PNG]}]
+
+
+def test_a_window_of_one_token_filled_is_truncated():
+    assert looks_truncated(1, 1)
