@@ -94,9 +94,11 @@ def table(results: dict[str, dict[str, int | None]], equivalent: set[str], min_s
         score = 100.0 * (counts["killed"] + counts["timeout"]) / judged if judged else 0.0
         if counts["not run"] or score < min_score:
             ok = False
+        shown = ("not run" if not judged else f"**{score:.1f} %**" if not counts["not run"]
+                 else f"{score:.1f} % of those run")
         rows.append(f"| `{module}` | {len(codes)} | {counts['killed']} | {counts['timeout']} | "
                     f"{counts['survived'] + counts['other']} | {counts['no tests']} | {counts['not run']} | "
-                    f"{counts['equivalent']} | **{score:.1f} %** |")
+                    f"{counts['equivalent']} | {shown} |")
     text = "\n".join(rows)
     if survivors:
         text += "\n\nSurviving mutants (`make mutate-show NAME=...` prints the diff):\n\n"
