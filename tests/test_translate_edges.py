@@ -591,3 +591,58 @@ def test_an_image_only_turn_merged_with_text_adds_no_blank_lines():
 
 def test_a_window_of_one_token_filled_is_truncated():
     assert looks_truncated(1, 1)
+
+
+def test_images_beside_tool_results_reach_ollama():
+    messages = [{"role": "user", "content": "go"}, CALL,
+                {"role": "user", "content": [result("t", "ok"),
+                                             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]
+    sent = ollama_messages(messages, tools=[BASH])
+    assert sent[-2:] == [{"role": "tool", "content": "ok", "tool_name": "Bash", "tool_call_id": "t"},
+                         {"role": "user", "content": "", "images": [PNG]}]
+
+
+def test_a_text_turn_merged_with_an_image_turn_keeps_the_image():
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    messages = [{"role": "user", "content": "look"}, {"role": "user", "content": [image]}]
+    assert ollama_messages(messages) == [{"role": "user", "content": "look", "images": [PNG]}]
+
+
+def test_system_messages_first_or_last_become_reminders():
+    assert ollama_messages([{"role": "system", "content": "note"}, {"role": "user", "content": "go"}]) == [
+        {"role": "user", "content": "<system-reminder>\nnote\n</system-reminder>\n\ngo"}]
+    assert ollama_messages([{"role": "user", "content": "go"}, {"role": "system", "content": "note"}]) == [
+        {"role": "user", "content": "go\n\n<system-reminder>\nnote\n</system-reminder>"}]
+    with pytest.raises(RequestError) as caught:
+        ollama_messages([{"role": "user", "content": "go"}, {"role": "system", "content": [{"type": "text"}]}])
+    assert caught.value.message == "messages.1.content.0.text: must be a string"
+
+
+@pytest.mark.parametrize("known", [False, True])
+def test_a_nan_is_never_sent_to_ollama(known):
+    # validate_request refuses a NaN temperature; one inside a tool schema is refused here
+    from proxy.protocol.known_tools import ToolsCache, parse_request_body
+    from proxy.protocol.translate import encode_ollama_body
+
+    nan_tool = {"name": "N", "input_schema": {"type": "object", "default": float("nan")}}
+    raw = json.dumps(request(tools=[nan_tool])).encode()
+    body, tools = parse_request_body(raw, ToolsCache()) if known else (json.loads(raw), None)
+    translated = translate_request(validate_request(body), ollama_model="m", known_tools=tools)
+    with pytest.raises(ValueError):
+        encode_ollama_body(translated)
+    translated.ollama["options"]["temperature"] = float("inf")
+    translated.ollama["tools"] = [{"type": "function", "function": {"name": "N", "parameters": {}}}]
+    with pytest.raises(ValueError):
+        encode_ollama_body(translated)
+
+
+@pytest.mark.parametrize("raw", [b"NaN", b"Infinity", b"-Infinity"])
+async def test_a_temperature_of_nan_or_infinity_is_a_400_not_a_500(fake_ollama, proxy, raw):
+    body = (b'{"model": "claude-opus-5-5", "max_tokens": 5, "temperature": ' + raw
+            + b', "messages": [{"role": "user", "content": "hi"}]}')
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as client:
+        with trio.fail_after(10):
+            response = await client.post("/v1/messages", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"] == {"type": "invalid_request_error", "message": "temperature: must be a number"}
+    assert fake_ollama.chat_requests == []
