@@ -222,4 +222,4 @@ def test_the_log_quotes_at_most_80_characters_of_arguments_that_are_no_object():
 
 def test_a_schema_whose_properties_are_not_an_object_leaves_the_arguments_alone():
     tools = {"T": {"type": "object", "properties": ["a"]}}
-    assert repair_tool_call("T", {"b": "1"}, tools).arguments == {"b": "1"}
+    assert repair_tool_call("T", {"a": "1", "b": 2}, tools).arguments == {"a": "1", "b": 2}

@@ -646,3 +646,22 @@ async def test_a_temperature_of_nan_or_infinity_is_a_400_not_a_500(fake_ollama, 
     assert response.status_code == 400
     assert response.json()["error"] == {"type": "invalid_request_error", "message": "temperature: must be a number"}
     assert fake_ollama.chat_requests == []
+
+
+def test_text_typed_after_an_interrupted_call_reaches_ollama():
+    messages = [{"role": "user", "content": "go"}, CALL, {"role": "user", "content": "stop, do X instead"}]
+    sent = ollama_messages(messages, tools=[BASH])
+    assert sent[2:] == [
+        {"role": "tool", "content": "Error: The tool call was interrupted before it returned a result (the user stopped it).",
+         "tool_name": "Bash", "tool_call_id": "t"},
+        {"role": "user", "content": "stop, do X instead"}]
+
+
+def test_a_server_tool_block_with_an_id_is_no_call_awaiting_a_result():
+    messages = [{"role": "user", "content": "search"},
+                {"role": "assistant", "content": [{"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+                                                   "input": {}}, {"type": "text", "text": "Found it."}]},
+                {"role": "user", "content": "thanks"}]
+    assert ollama_messages(messages, tools=[BASH]) == [
+        {"role": "user", "content": "search"}, {"role": "assistant", "content": "Found it."},
+        {"role": "user", "content": "thanks"}]
