@@ -630,8 +630,11 @@ def test_a_nan_is_never_sent_to_ollama(known):
     translated = translate_request(validate_request(body), ollama_model="m", known_tools=tools)
     with pytest.raises(ValueError):
         encode_ollama_body(translated)
+    # a NaN among the other members (here put there after validation) is refused on both paths too
+    raw = json.dumps(request(tools=[BASH])).encode()
+    body, tools = parse_request_body(raw, ToolsCache()) if known else (json.loads(raw), None)
+    translated = translate_request(validate_request(body), ollama_model="m", known_tools=tools)
     translated.ollama["options"]["temperature"] = float("inf")
-    translated.ollama["tools"] = [{"type": "function", "function": {"name": "N", "parameters": {}}}]
     with pytest.raises(ValueError):
         encode_ollama_body(translated)
 
@@ -665,3 +668,23 @@ def test_a_server_tool_block_with_an_id_is_no_call_awaiting_a_result():
     assert ollama_messages(messages, tools=[BASH]) == [
         {"role": "user", "content": "search"}, {"role": "assistant", "content": "Found it."},
         {"role": "user", "content": "thanks"}]
+
+
+def test_tool_choice_any_with_only_server_tools_adds_no_instruction():
+    web = {"name": "web", "type": "web_search_20250305"}
+    sent = translate_request(validate_request(request(tools=[web], tool_choice={"type": "any"})), ollama_model="m").ollama
+    assert "tools" not in sent and sent["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_only_a_json_schema_output_format_becomes_ollamas_format():
+    schema = {"type": "object"}
+    for fmt, expected in (({"type": "json_schema", "schema": schema}, schema),
+                          ({"type": "text", "schema": schema}, None),
+                          ({"type": "json_schema", "schema": "x"}, None)):
+        sent = translate_request(validate_request(request(output_config={"format": fmt})), ollama_model="m").ollama
+        assert sent.get("format") == expected
+
+
+def test_an_empty_turn_after_an_interrupted_call_adds_no_empty_message():
+    sent = ollama_messages([{"role": "user", "content": "go"}, CALL, {"role": "user", "content": ""}], tools=[BASH])
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
