@@ -12,19 +12,28 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The proxy needs Python 3.11+ (exception groups, trio's strict nurseries): said before pip runs.
+NEEDS_PYTHON := import sys; v = sys.version_info; sys.exit(0 if tuple(v[:2]) >= (3, 11) else \
+	"needs Python 3.11+, found %d.%d (%s); run make with PYTHON=python3.11 (or newer)" % (v[0], v[1], sys.executable))
+# A .venv made by an older Python (or whose Python is gone) is rebuilt, not patched.
+VENV_UNFIT := $(shell test -d $(VENV) && { $(BIN)/python -c 'import sys; sys.exit(tuple(sys.version_info[:2]) < (3, 11))' \
+	>/dev/null 2>&1 || echo unfit; })
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 PIDFILE := .cache/proxy.pid
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
 ARGS   ?=
 
-.PHONY: install run dev stop claude test lock clean bench fuzz mutate mutate-show mutate-lock
+.PHONY: install run dev stop claude test lock clean bench fuzz mutate mutate-show mutate-lock FORCE
 
 # Every dependency is pinned with its hashes; pip refuses anything else (--require-hashes)
 # and installs no source distribution (--only-binary): no code runs at install time.
 # The proxy itself is then installed without resolving anything (--no-deps), built with
 # the setuptools the lock pinned (--no-build-isolation: no unpinned download).
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock $(if $(VENV_UNFIT),FORCE)
+	@$(PYTHON) -c '$(NEEDS_PYTHON)'
+	@if test -n "$(VENV_UNFIT)"; then echo "$(VENV) was made by a Python older than 3.11 (or its Python is gone): rebuilding it"; \
+		rm -rf $(VENV); fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes --only-binary :all: -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
@@ -42,15 +51,25 @@ dev: $(STAMP)
 	$(BIN)/hypercorn proxy.app:app --worker-class trio --reload --workers 1 \
 		--bind $(HOST):$(PORT) --pid $(PIDFILE) $(ARGS)
 
+# SIGTERM, then wait (bounded) until the process is gone. The PID file is the proxy's own:
+# it removes it as it exits, and a file left by a dead one is replaced by the next proxy,
+# so `make stop` never deletes a file another proxy may have just written.
+STOP_WAIT ?= 60
 stop:
-	@if test -f $(PIDFILE); then kill -TERM $$(cat $(PIDFILE)) && echo "stopped $$(cat $(PIDFILE))"; \
-		rm -f $(PIDFILE); else echo "nothing to stop ($(PIDFILE) not found)"; fi
+	@pid=$$(cat $(PIDFILE) 2>/dev/null); \
+	if test -z "$$pid"; then echo "nothing to stop ($(PIDFILE) not found)"; \
+	elif ! kill -TERM "$$pid" 2>/dev/null; then echo "nothing to stop: no process $$pid ($(PIDFILE) is left over; the next make run replaces it)"; \
+	else n=0; while kill -0 "$$pid" 2>/dev/null && test $$n -lt $$(( $(STOP_WAIT) * 10 )); do sleep 0.1; n=$$((n + 1)); done; \
+		if kill -0 "$$pid" 2>/dev/null; then echo "sent SIGTERM to $$pid; it is still running after $(STOP_WAIT) s" >&2; exit 1; fi; \
+		echo "stopped $$pid"; fi
 
 claude: $(STAMP)
 	$(BIN)/claude-code-ollama-proxy claude $(ARGS)
 
 # The dashboard's tests drive Debian's headless Chromium; a fresh machine gets it here.
-CHROMIUM := /usr/bin/chromium
+# CHROMIUM=/path/to/chrome (in the environment or on the command line) uses that one instead
+# (make passes it on to the tests, whose tests/browser.py reads it).
+CHROMIUM ?= /usr/bin/chromium
 APT    := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 $(CHROMIUM):
 	$(APT) install -y --no-install-recommends chromium >/dev/null 2>&1 \

@@ -2,8 +2,8 @@
 
 httpx would cost more per chunk than the relays under test at tens of thousands of chunks
 a second, so the bench talks HTTP itself: one :class:`Connection` per concurrent stream,
-kept alive between requests like Claude Code's own, body pieces handed out as h11 decodes
-them together with the ``time.monotonic_ns()`` of the read that brought them (the same
+kept alive between requests like Claude Code's own, body pieces handed out one per socket
+read (however many HTTP chunks it held) together with the ``time.monotonic_ns()`` of that read (the same
 CLOCK_MONOTONIC the fake stamps its tokens with).
 """
 
@@ -40,16 +40,28 @@ class Response:
         return self._connection.received_ns
 
     async def next_piece(self) -> bytes | None:
+        """The body bytes of the next socket read (every HTTP chunk it completed, joined:
+        at one chunk per send, the client must not be the slowest part), or None at the end."""
         if self.ended:
             return None
-        event = await self._connection._next_event()
-        while not isinstance(event, (h11.Data, h11.EndOfMessage)):
-            event = await self._connection._next_event()
-        if isinstance(event, h11.EndOfMessage):
-            self.ended = True
-            self._connection._finished()
-            return None
-        return bytes(event.data)
+        connection = self._connection
+        conn = connection._h11
+        assert conn is not None
+        parts: list[bytes] = []
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                if parts:
+                    return b"".join(parts)
+                await connection._receive()
+            elif type(event) is h11.Data:
+                parts.append(event.data)
+            elif type(event) is h11.EndOfMessage:
+                self.ended = True
+                connection._finished()
+                return b"".join(parts) if parts else None
+            elif isinstance(event, h11.ConnectionClosed):
+                raise HTTPFailure("the server closed the connection mid-response")
 
     async def read_all(self) -> bytes:
         parts = []
@@ -107,14 +119,18 @@ class Connection:
                 continue
             raise HTTPFailure(f"unexpected {event!r} before the response head")
 
+    async def _receive(self) -> None:
+        assert self._h11 is not None and self._stream is not None
+        data = await self._stream.receive_some(RECEIVE_SIZE)
+        self.received_ns = time.monotonic_ns()
+        self._h11.receive_data(data)
+
     async def _next_event(self) -> Any:
         assert self._h11 is not None and self._stream is not None
         while True:
             event = self._h11.next_event()
             if event is h11.NEED_DATA:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
-                self.received_ns = time.monotonic_ns()
-                self._h11.receive_data(data)
+                await self._receive()
                 continue
             if isinstance(event, h11.ConnectionClosed):
                 raise HTTPFailure("the server closed the connection mid-response")

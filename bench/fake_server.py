@@ -17,7 +17,8 @@ answer, ``start_next_cycle``). What a chat answer looks like is the *scenario*, 
 
 Every token's text is distinct (``t17 `` or, stamped, ``t17@<ns> ``) so that no relay can
 coalesce identical chunks. Unstamped answers are encoded once per (endpoint, model,
-scenario) and cached: sending them is a loop of ``send_all`` over ready-made bytes, so the
+scenario) and cached, each piece framed as its HTTP chunk: sending them is one ``write``
+system call per piece over ready-made bytes (as Ollama's Go server flushes each token), so the
 fake is never what a benchmark measures. Stamped answers are encoded as they are sent (the
 stamp is the time of that send).
 
@@ -373,6 +374,37 @@ class FakeServer:
             self._cache[cache_key] = pieces
         return pieces
 
+    def _framed(self, encoder, scenario: Scenario, key: tuple) -> list[bytes]:
+        """:meth:`_pieces` with each piece framed as one HTTP chunk (what h11 would write)."""
+        cache_key = ("framed", *key, scenario)
+        framed = self._cache.get(cache_key)
+        if framed is None:
+            framed = [b"%x\r\n%s\r\n" % (len(p), p) for p in self._pieces(encoder, scenario, key)]
+            self._cache[cache_key] = framed
+        return framed
+
+    async def _write_each(self, stream: trio.SocketStream, pieces: list[bytes], tokens: int,
+                          state: dict[str, Any]) -> None:
+        """One ``write`` system call per piece, as Ollama's Go server flushes each token: no
+        trio machinery per piece (send_all costs more than the write), a checkpoint every 64
+        pieces so the watcher sees a client that left."""
+        sock = stream.socket
+        fd = sock.fileno()
+        write = os.write
+        for n, piece in enumerate(pieces):
+            view = memoryview(piece)
+            while view:
+                try:
+                    view = view[write(fd, view):]
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sock)
+                except OSError as exc:  # reset, broken pipe: the client left
+                    raise ClientGone() from exc
+            if n % 64 == 63:
+                await trio.lowlevel.checkpoint()
+        self.stats.chunks_sent += tokens - state["sent"]
+        state["sent"] = tokens
+
     async def _play(self, stream, conn, encoder, scenario: Scenario, head: bytes, state, key: tuple) -> None:
         if scenario.prefill_ms:
             await trio.sleep(scenario.prefill_ms / 1000)
@@ -380,18 +412,12 @@ class FakeServer:
         tokens = scenario.tokens if stall_after is None else min(scenario.tokens, stall_after)
         out = head
         if scenario.rate == 0 and not scenario.stamp and stall_after is None:
-            pieces = self._pieces(encoder, scenario, key)
-            for n, piece in enumerate(pieces):
-                if n == len(pieces) - 1:
-                    state["ended"] = True
-                    piece_out = out + conn.send(h11.Data(data=piece)) + conn.send(h11.EndOfMessage())
-                    await self._send(stream, piece_out)
-                    return
-                await self._send(stream, out + conn.send(h11.Data(data=piece)))
-                out = b""
-                sent = min(scenario.tokens, state["sent"] + scenario.batch)
-                self.stats.chunks_sent += sent - state["sent"]
-                state["sent"] = sent
+            pieces = self._framed(encoder, scenario, key)
+            await self._send(stream, out)
+            await self._write_each(stream, pieces[:-1], scenario.tokens, state)
+            state["ended"] = True
+            await self._send(stream, pieces[-1] + conn.send(h11.EndOfMessage()))
+            return
         else:
             interval = 1 / scenario.rate if scenario.rate else 0.0
             start = trio.current_time()

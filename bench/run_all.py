@@ -75,7 +75,7 @@ PROXY_BIN = ROOT / ".venv" / "bin" / "claude-code-ollama-proxy"
 PROXY_CMD = [str(PROXY_BIN)]
 OLLAMA_MODEL = "qwen3:8b"
 PEER_NAMES = ("litellm", "claude-code-router")
-ALL_PHASES = ("memory", "ttft", "throughput", "concurrency", "cancel", "count_tokens", "translate")
+ALL_PHASES = ("memory", "ttft", "throughput", "throughput1", "concurrency", "cancel", "count_tokens", "translate")
 ANTHROPIC_HEADERS = [
     ("content-type", "application/json"),
     ("accept", "application/json"),
@@ -337,12 +337,15 @@ async def phase_ttft(targets: list[Target], fake: Fake, bodies: Bodies, samples:
     return out
 
 
-async def phase_throughput(target: Target, fake: Fake, bodies: Bodies, seconds: float = 1.0) -> dict[str, Any]:
+async def phase_throughput(target: Target, fake: Fake, bodies: Bodies, seconds: float = 1.0,
+                           batch: int = 64) -> dict[str, Any]:
+    """One stream as fast as it goes; ``batch``: chunks per send of the fake (1 = as Ollama,
+    one write per token; 64 = the relay finds many chunks in every read)."""
     conn = target.connection()
     body = bodies.encoded("claude_code", target)
 
     async def stream(n: int) -> float:
-        await fake.scenario(tokens=n, rate=0, batch=64)
+        await fake.scenario(tokens=n, rate=0, batch=batch)
         r = await one_stream(target, conn, body, end_marker=b"t%d " % (n - 1))
         if not r["seen_end"]:
             raise RuntimeError(f"{target.label}: the last token never arrived")
@@ -689,6 +692,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     if "throughput" in phases:
                         log(f"run {r + 1}/{args.runs}: throughput {t.name}")
                         await measure(f"throughput {t.name}", run, ("throughput", t.name), phase_throughput, t, fake, bodies)
+                    if "throughput1" in phases:
+                        log(f"run {r + 1}/{args.runs}: throughput, one chunk per send, {t.name}")
+                        await measure(f"throughput1 {t.name}", run, ("throughput1", t.name), phase_throughput, t, fake,
+                                      bodies, 1.0, 1)
                     if "concurrency" in phases:
                         log(f"run {r + 1}/{args.runs}: 64 streams {t.name}")
                         await measure(f"concurrency {t.name}", run, ("concurrency", t.name), phase_concurrency, t, fake,
@@ -754,6 +761,7 @@ def summarize(results: dict[str, Any], names: list[str]) -> dict[str, Any]:
         s["ttft_added_p50_ms"] = median(added("ttft", name, "p50_ms")) if name != "floor" else None
         s["ttft_added_p99_ms"] = median(added("ttft", name, "p99_ms")) if name != "floor" else None
         s["throughput_chunks_per_s"] = median(series("throughput", name, "chunks_per_s"))
+        s["throughput1_chunks_per_s"] = median(series("throughput1", name, "chunks_per_s"))
         for key in ("p50_ms", "p99_ms", "cpu_pct"):
             s[f"concurrency_{key}"] = median(series("concurrency", name, key))
         s["concurrency_added_p50_ms"] = median(added("concurrency", name, "p50_ms")) if name != "floor" else None
@@ -766,7 +774,8 @@ def summarize(results: dict[str, Any], names: list[str]) -> dict[str, Any]:
         mem = results.get("memory", {}).get(name, {})
         for key in ("rest_mb", "warm_mb", "after_mb", "growth_mb", "growth_from_warm_mb", "requests", "requests_per_s"):
             s[f"memory_{key}"] = mem.get(key) if isinstance(mem, dict) else None
-        s["errors"] = {p: e for p in ("ttft", "throughput", "concurrency", "cancel") if (e := errors(p, name))}
+        s["errors"] = {p: e for p in ("ttft", "throughput", "throughput1", "concurrency", "cancel")
+                       if (e := errors(p, name))}
         if isinstance(mem, dict) and "error" in mem:
             s["errors"]["memory"] = mem["error"]
         out[name] = s

@@ -17,6 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from fuzz.validator import validate
 from proxy.errors import UpstreamError
+from proxy.stream.dialects import DIALECTS
 from proxy.stream.message import MessageBuilder
 from proxy.stream.translator import ResponseTranslator
 
@@ -131,6 +132,43 @@ def test_one_byte_at_a_time_is_the_same_as_whole(stream):
     normalized = lambda events: [(n, p if n != "content_block_start" or p["content_block"]["type"] != "tool_use"
                                   else {**p, "content_block": {**p["content_block"], "id": "x"}}) for n, p in events]
     assert normalized(strip(whole)) == normalized(strip(bytewise)), scrub(whole)[:200]
+
+
+# -- text-form tool calls in every dialect, with tools offered --------------------------------
+
+_DIALECT_PIECES = sorted(
+    {o for d in DIALECTS for o in d.openers}
+    | {s.text for d in DIALECTS for s in d.samples}
+    | {"{", "}", "[", "]", "(", ")", "`", "```", "\n", " ", '"name": ', '"Bash"', '"arguments": ', "Bash", "nope",
+       "</tool_call>", "<|eom_id|>", "</s>", "<think>", "</think>", "prose ", "é🙂"}
+)
+_TOOLS = {"Bash": {"type": "object", "properties": {"command": {"type": "string"}}},
+          "Write": {"type": "object", "properties": {"file_path": {"type": "string"}, "content": {"type": "string"}}}}
+
+
+def _fold(pieces: list[str], thinking: bool) -> tuple[list, list]:
+    """Content ``pieces`` (one chunk each) with tools offered → (events, folded blocks)."""
+    translator = ResponseTranslator(client_model="claude-x", input_tokens=1, tools=_TOOLS, thinking=thinking)
+    events = list(translator.start())
+    lines = [{"model": "m", "message": {"role": "assistant", "content": p}, "done": False} for p in pieces]
+    lines.append({"model": "m", "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop"})
+    for line in lines:
+        events += translator.feed(json.dumps(line).encode() + b"\n")
+    builder = MessageBuilder()
+    builder.add(events)
+    blocks = [{k: v for k, v in b.items() if k != "id"} for b in builder.message()["content"]]
+    return [(e.NAME, e.payload()) for e in events], blocks
+
+
+@given(st.lists(st.sampled_from(_DIALECT_PIECES) | st.text(max_size=8), max_size=14), st.lists(st.integers(0, 10**4), max_size=8),
+       st.booleans())
+def test_printed_calls_in_any_dialect_split_anywhere_are_the_same_and_well_formed(parts, cuts, thinking):
+    text = "".join(parts)
+    points = sorted({c % (len(text) + 1) for c in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)])]
+    events, blocks = _fold(pieces, thinking)
+    validate(events)
+    assert blocks == _fold([text], thinking)[1]
 
 
 class FeedMachine(RuleBasedStateMachine):

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import trio
 
 from . import doctor as doctor_checks
+from .config import describe_source
 from .errors import ProxyError
 from .ollama_admin import PullProgress, describe_models, list_models, open_admin_client, pull_model
 
@@ -45,7 +46,7 @@ async def models(settings: Any, *, as_json: bool = False, out: TextIO | None = N
     out = out or sys.stdout
     roles = doctor_checks.model_roles(settings)
     try:
-        async with open_admin_client(settings.ollama_url) as client:
+        async with open_admin_client(settings.ollama_url, origin=describe_source(settings, "ollama_url")) as client:
             with trio.fail_after(timeout):
                 installed = await list_models(client)
                 details = await describe_models(client, [m.name for m in installed])
@@ -150,7 +151,7 @@ async def pull(settings: Any, model: str, *, out: TextIO | None = None, tty: boo
     out = out or sys.stdout
     printer = PullPrinter(out, tty=tty)
     try:
-        async with open_admin_client(settings.ollama_url) as client:
+        async with open_admin_client(settings.ollama_url, origin=describe_source(settings, "ollama_url")) as client:
             await pull_model(client, model, printer)
     except ProxyError as exc:
         printer.close()

@@ -8,11 +8,15 @@ routed by (method, path) to a handler. Every error leaves in Anthropic's shape.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
+import multiprocessing
+import os
 import secrets
+import signal
 from importlib import resources
 from typing import Any, Awaitable, Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import trio
@@ -21,21 +25,27 @@ from . import __version__
 from .asgi import ClientDisconnected, Receive, Scope, Send, header, read_body, send_error, send_json, send_response
 from .broadcast import Broadcast
 from .capabilities import CapabilityCache
-from .config import ConfigError, is_loopback_host, load_settings
-from .errors import AuthenticationError, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
+from .config import ConfigError, describe_source, is_loopback_host, load_settings
+from .errors import AuthenticationError, Forbidden, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
 from .events_socket import reject_handshake, serve_events
 from .live import LiveRequests
 from .logs import configure_logging, request_context
-from .ollama_admin import list_models
+from .ollama_admin import list_models, settle_container_default
+from .ollama_chat import OllamaChat, open_chat
+from .protocol.bounded import DEPTH_LIMIT, BoundedDict, clip, too_deep
 from .protocol.model_list import model_entries, paginate, parse_list_query
 from .protocol.models import resolve_model
 from .protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
+from .protocol.auto_mode import has_verdict, is_auto_mode_check
 from .protocol.known_tools import KnownTools, ToolsCache, parse_request_body
+from .protocol.thinking import wants_thinking
 from .protocol.tokens import Calibration, estimate_tokens
-from .protocol.translate import translate_request, validate_request
+from .protocol.translate import TranslatedRequest, translate_request, validate_count_request, validate_request
 from .relay import RelaySettings, serve_messages
 from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
+from .stream.dialects import dialects_for_template, native_dialect, template_opens_think
 from .stream.translator import ResponseTranslator
+from .verdicts import FinalVerdicts
 from .upstream import open_client, probe_version
 
 __all__ = ["ProxyApp", "app"]
@@ -56,6 +66,20 @@ def _without_body(send: Send) -> Send:
     return send_head
 
 
+def _with_request_id(send: Send, request_id: str) -> Send:
+    """Every response carries ``request-id`` (docs/API.md), whichever handler sent it."""
+    value = request_id.encode("latin-1")
+
+    async def send_with_id(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers") or ())
+            if not any(name.lower() == b"request-id" for name, _ in headers):
+                message = {**message, "headers": [*headers, (b"request-id", value)]}
+        await send(message)
+
+    return send_with_id
+
+
 def _keep_alive(value: str) -> str | int:
     """Ollama takes a duration string ("30m") or a number of seconds (-1: forever)."""
     try:
@@ -64,8 +88,44 @@ def _keep_alive(value: str) -> str | int:
         return value
 
 
+#: Bodies from this size on are parsed, checked and translated in a worker thread (smaller
+#: ones on the event loop, where a thread's hand-off would cost more than the work).
+OFF_LOOP_BYTES = 512 * 1024
+#: the least num_predict a capped request gets, even when the estimate fills the window
+MIN_NUM_PREDICT = 256
+
 #: Tells the client its thinking request was dropped because the model cannot think.
 THINKING_DROPPED_HEADER = ("x-proxy-thinking", "dropped")
+
+
+def origin_allowed(origin: str, host: str | None, allowed: list[str]) -> bool:
+    """The page's origin is this proxy's own (its host and port are the request's Host,
+    over http or https: a TLS proxy in front changes the scheme) or one of ``allowed``."""
+    origin = origin.strip().rstrip("/").lower()
+    if "*" in allowed or origin in (a.rstrip("/").lower() for a in allowed):
+        return True
+    scheme, _, netloc = origin.partition("://")
+    return scheme in ("http", "https") and host is not None and netloc == host.strip().lower()
+
+
+def host_allowed(host: str, allowed: list[str]) -> bool:
+    """A loopback name (localhost, *.localhost), any IP address (no DNS, no rebinding), or
+    one of ``allowed`` (``*``: any)."""
+    if "*" in allowed:
+        return True
+    try:
+        name = urlsplit("//" + host.strip()).hostname
+    except ValueError:
+        return False
+    if not name:
+        return False
+    if is_loopback_host(name) or name in (a.lower() for a in allowed):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _new_request_id() -> str:
@@ -84,12 +144,18 @@ class ProxyApp:
         self._console_log = console_log
         self.settings: Any = None
         self.client: httpx.AsyncClient | None = None
+        #: Ollama's /api/chat (the hot path); ``client`` serves the admin calls
+        self.chat: OllamaChat | None = None
         self.capabilities: CapabilityCache | None = None
         self.relay_settings = RelaySettings()
         #: recent requests' tools, so a session's repeated tools are parsed and translated once
         self.known_tools = ToolsCache()
         #: the live view (GET /v1/events, tail, the dashboard); replaced at startup
         self.live = LiveRequests(Broadcast())
+        self._exposure_warned = False
+        self._loopback_seen: str | None = None
+        #: final failures of streams, for the client's non-streaming retry of the same request
+        self.verdicts = FinalVerdicts()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -103,16 +169,13 @@ class ProxyApp:
 
     async def startup(self) -> None:
         settings = self._given_settings or load_settings()
+        if self._given_settings is None:  # under Hypercorn directly: the CLI did not settle it
+            settings = await settle_container_default(settings)
         configure_logging(
-            settings.log_level, log_file=settings.log_file, quiet=settings.quiet, console=self._console_log
+            settings.log_level, log_file=settings.log_file, quiet=settings.quiet, console=self._console_log,
+            style=settings.log_format,
         )
         self.settings = settings
-        if not settings.api_key and not is_loopback_host(settings.host):
-            log.warning(
-                "listening on %s without an API key: anyone who can reach this address can use"
-                " your Ollama through the proxy; set --api-key (env PROXY_API_KEY)",
-                settings.host,
-            )
         self.relay_settings = RelaySettings(
             first_content_timeout=settings.first_content_timeout,
             idle_timeout=settings.idle_timeout,
@@ -120,14 +183,57 @@ class ProxyApp:
             ping_interval=settings.ping_interval,
             busy_retries=max(1, settings.busy_retries),
             busy_retry_window=settings.busy_retry_window,
+            busy_retry_after=max(0, settings.busy_retry_after),
+            crash_retries=max(0, settings.crash_retries),
         )
         self.live = LiveRequests(Broadcast(buffer=settings.events_buffer))
-        self.client = open_client(settings.ollama_url, connect_timeout=settings.connect_timeout)
+        #: worker threads for big bodies (see _off_loop): CPU-bound, so few
+        self._cpu_limiter = trio.CapacityLimiter(2)
+        origin = describe_source(settings, "ollama_url")
+        self.client = open_client(
+            settings.ollama_url, connect_timeout=settings.connect_timeout, origin=origin,
+            max_connections=settings.ollama_connections,
+        )
+        self.chat = open_chat(
+            settings.ollama_url, connect_timeout=settings.connect_timeout, origin=origin,
+            max_connections=settings.ollama_connections,
+        )
         self.capabilities = CapabilityCache(self.client)
         self.calibration = Calibration()
-        #: the largest num_ctx each model got so far: it only grows (a change reloads the model)
-        self.num_ctx_high_water: dict[str, int] = {}
-        log.info("proxy ready: Ollama at %s, default model %s", settings.ollama_url, settings.default_model)
+        #: the largest num_ctx each model got so far: it only grows (a change reloads the
+        #: model). Only models Ollama answered for are kept, and at most MODEL_TABLE_SIZE.
+        self.num_ctx_high_water: BoundedDict[str, int] = BoundedDict()
+        log.info(
+            "proxy ready: Ollama at %s (%s), default model %s", settings.ollama_url, origin, settings.default_model,
+            extra={"attributes": {"proxy.ollama_url": settings.ollama_url, "proxy.ollama_url_origin": origin}},
+        )
+        if await probe_version(self.client, timeout=2.0) is None:
+            # Said once, here: each request that fails for it says so in its own end record.
+            log.warning(
+                "Ollama at %s (%s) does not answer: requests will fail with 502 until it does;"
+                " start it with `ollama serve`, or point the proxy at it with --ollama-url / PROXY_OLLAMA_URL"
+                " (`claude-code-ollama-proxy doctor` checks the setup)",
+                settings.ollama_url, origin,
+                extra={"attributes": {"proxy.ollama_url": settings.ollama_url, "proxy.ollama_url_origin": origin}},
+            )
+
+    def note_address(self, host: str) -> None:
+        """Warn (once) when the server is reachable beyond loopback without an API key.
+
+        Told the address the server really listens on or was reached at: by ``serve()``
+        from its bound sockets, and by every request's ASGI ``server`` (so it works under
+        plain ``hypercorn --bind 0.0.0.0:3000`` too, where the host setting is not used)."""
+        if self._exposure_warned or host == self._loopback_seen:
+            return
+        if self.settings is None or self.settings.api_key or is_loopback_host(host):
+            self._loopback_seen = host  # the one address a local proxy is reached at
+            return
+        self._exposure_warned = True
+        log.warning(
+            "listening on %s without an API key: anyone who can reach this address can use"
+            " your Ollama through the proxy; set --api-key (env PROXY_API_KEY)",
+            clip(host),
+        )
 
     def close_live_view(self) -> None:
         """End every /v1/events connection (close code 1001): a viewer must not hold a
@@ -140,35 +246,48 @@ class ProxyApp:
             with trio.move_on_after(5, shield=True):
                 await self.client.aclose()
             self.client = None
+        if self.chat is not None:
+            with trio.move_on_after(5, shield=True):
+                await self.chat.aclose()
+            self.chat = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except ConfigError as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+        async with trio.open_nursery() as nursery:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    try:
+                        await self.startup()
+                    except ConfigError as exc:
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
+                    if multiprocessing.parent_process() is not None:
+                        nursery.start_soon(watch_parent, os.getppid())
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    nursery.cancel_scope.cancel()
+                    await self.shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
                     return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     # -- HTTP ----------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _new_request_id()
+        send = _with_request_id(send, request_id)
+        server = scope.get("server")
+        if server and not self._exposure_warned:
+            self.note_address(str(server[0]))
         path = scope["path"]
         method = scope["method"]
         methods = ROUTES.get(path.rstrip("/") or "/")
         try:
+            self._check_browser_access(scope)
             if methods is None:
-                raise NotFound(f"no route for {method} {path}")
+                raise NotFound(f"no route for {clip(method)} {clip(path)}")
             handler = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
             if handler is None:
-                raise MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(methods)}")
+                raise MethodNotAllowed(f"{clip(method)} is not allowed on {clip(path)}; use {', '.join(methods)}")
             if path.startswith("/v1/"):
                 self._authenticate(scope)
             if method == "HEAD":
@@ -179,24 +298,58 @@ class ProxyApp:
             log.info("request %s: client left while sending its request", request_id)
         except ProxyError as exc:
             if not isinstance(exc, NotFound):
-                log.info("request %s: %s %s: %s", request_id, method, path, exc.message)
+                log.info("request %s: %s %s: %s", request_id, clip(method), clip(path), exc.message)
             await send_error(send, exc, headers=[("request-id", request_id)])
+        except Exception as exc:  # a bug of ours: still an answer in Anthropic's shape, and a log
+            log.exception("request %s: internal error", request_id)
+            error = ProxyError(f"internal error in the proxy: {type(exc).__name__}")
+            try:
+                await send_error(send, error, headers=[("request-id", request_id)])
+            except Exception:  # the response had started: the server ends the connection
+                pass
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The one WebSocket route, ``/v1/events``; any other path is refused with a 404."""
+        server = scope.get("server")
+        if server and not self._exposure_warned:
+            self.note_address(str(server[0]))
         message = await receive()
         if message["type"] != "websocket.connect":
             return
         path = scope["path"].rstrip("/")
         try:
+            self._check_browser_access(scope)
             if path != "/v1/events":
-                raise NotFound(f"no WebSocket route at {scope['path']}; the live feed is /v1/events")
+                raise NotFound(f"no WebSocket route at {clip(scope['path'])}; the live feed is /v1/events")
             self._authenticate(scope, query_key=True)
         except ProxyError as exc:
-            log.info("WebSocket %s refused: %s", scope["path"], exc.message)
+            log.info("WebSocket %s refused: %s", clip(scope["path"]), exc.message)
             await reject_handshake(scope, send, exc)
             return
         await serve_events(receive, send, self.live)
+
+    def _check_browser_access(self, scope: Scope) -> None:
+        """Refuse what a web page could send, as Ollama and Jupyter do: an ``Origin`` that is
+        neither this proxy's own (the dashboard) nor allowed (a cross-site page), and, while
+        no API key is set, a ``Host`` that is not a loopback name, an IP address or allowed
+        (DNS rebinding: a name the attacker controls, resolving to this machine). Claude
+        Code and other programs send no ``Origin``."""
+        if self.settings is None:
+            return
+        host = header(scope, b"host")
+        origin = header(scope, b"origin")
+        if origin is not None and not origin_allowed(origin, host, self.settings.allowed_origins):
+            raise Forbidden(
+                f"requests from web pages at {clip(origin)} are not allowed: a page on another site"
+                " must not use this proxy. To allow that origin, add it to PROXY_ALLOWED_ORIGINS"
+                " (allowed_origins)"
+            )
+        if host is not None and not self.settings.api_key and not host_allowed(host, self.settings.allowed_hosts):
+            raise Forbidden(
+                f"Host {clip(host)} is not a name of this proxy (protection against DNS rebinding):"
+                " use its IP address or localhost, add the name to PROXY_ALLOWED_HOSTS"
+                " (allowed_hosts), or set an API key (--api-key)"
+            )
 
     def _authenticate(self, scope: Scope, *, query_key: bool = False) -> None:
         """``query_key``: also take ``?api_key=`` (browsers cannot set a WebSocket's headers)."""
@@ -213,33 +366,73 @@ class ProxyApp:
         if presented is None or not secrets.compare_digest(presented.encode(), expected.encode()):
             raise AuthenticationError("invalid API key: present the proxy's key as x-api-key or a Bearer token")
 
-    async def _read_json(self, receive: Receive) -> tuple[Any, KnownTools | None]:
-        """The parsed body, and its tools when they are an array (see known_tools)."""
-        body = await read_body(receive, limit=self.settings.body_limit)
+    async def _read_json(self, scope: Scope, receive: Receive) -> tuple[Any, KnownTools | None, int]:
+        """The parsed body, its tools when they are an array (see known_tools), and its size."""
+        body = await read_body(
+            receive,
+            limit=self.settings.body_limit,
+            timeout=self.settings.body_timeout,
+            declared=header(scope, b"content-length"),
+        )
+        raw, known_tools = await self._off_loop(len(body), self._parse_json, body)
+        return raw, known_tools, len(body)
+
+    def _parse_json(self, body: bytes) -> tuple[Any, KnownTools | None]:
+        """Parse, refusing what Python accepts and JSON (or Ollama) does not: NaN, Infinity,
+        and nesting deeper than DEPTH_LIMIT (which would overflow a later recursive walk)."""
         try:
-            return parse_request_body(body, self.known_tools)
+            raw, known_tools = parse_request_body(body, self.known_tools)
         except ValueError as exc:
             raise RequestError(f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise RequestError(f"request body is nested too deeply (limit {DEPTH_LIMIT})") from None
+        members = raw.items() if isinstance(raw, dict) else [(None, raw)]
+        for key, value in members:
+            if key == "tools" and known_tools is not None and value is known_tools.tools:
+                if known_tools.depth_checked:
+                    continue  # the same tools as a recent request: checked then
+                if not too_deep(value, DEPTH_LIMIT - 1):
+                    known_tools.depth_checked = True
+                    continue
+            elif not too_deep(value, DEPTH_LIMIT - 1):
+                continue
+            where = f"{clip(key)}: " if key is not None else ""
+            raise RequestError(f"request body is nested too deeply ({where}limit {DEPTH_LIMIT})")
+        return raw, known_tools
+
+    async def _off_loop(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``: on the event loop for a body under OFF_LOOP_BYTES, else in a worker
+        thread, so one huge request cannot stall every other request while it is parsed,
+        checked and translated (bench/bench_translate.py measures both)."""
+        if size < OFF_LOOP_BYTES:
+            return fn(*args)
+        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._cpu_limiter)
 
     # -- handlers ------------------------------------------------------------------
 
     async def messages(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        facts: dict[str, Any] = {}
+        facts: dict[str, Any] = {"session": header(scope, b"x-claude-code-session-id")}
         try:
-            await self._messages(receive, send, request_id, facts)
+            await self._messages(scope, receive, send, request_id, facts)
         except ProxyError as exc:
             # Refused before it reached Ollama (the relay answers every later failure
             # itself): the live view shows it too.
             self.live.rejected(request_id, exc, model=facts.get("model"))
             raise
 
-    async def _messages(self, receive: Receive, send: Send, request_id: str, facts: dict[str, Any]) -> None:
-        raw, known_tools = await self._read_json(receive)
+    async def _messages(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, facts: dict[str, Any]
+    ) -> None:
+        raw, known_tools, size = await self._read_json(scope, receive)
         if isinstance(raw, dict) and isinstance(raw.get("model"), str):
-            facts["model"] = raw["model"]  # for the live view, even when the body is refused
-        body = validate_request(raw)
+            facts["model"] = clip(raw["model"])  # for the live view, even when the body is refused
+        body = await self._off_loop(size, validate_request, raw)
         settings = self.settings
         ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
+        verdict_key = (facts["session"], body["model"], ollama_model) if facts["session"] else None
+        self.verdicts.known_missing(ollama_model, request_id, now=trio.current_time())
+        if verdict_key is not None and not body.get("stream"):
+            self.verdicts.repeat(verdict_key, request_id, now=trio.current_time())
         capabilities = await self.capabilities.get(ollama_model)
         native_tools = capabilities.tools or not body.get("tools")
         if not native_tools and not settings.tool_emulation:
@@ -248,14 +441,32 @@ class ProxyApp:
                 f"{ollama_model} cannot call tools, and tool_emulation is off. Models installed that can: "
                 + (", ".join(callers) if callers else "none (try `ollama pull qwen3:8b`)")
             )
-        request = translate_request(
-            body,
-            ollama_model=ollama_model,
-            can_think=capabilities.thinking,
-            sequential_tools=settings.sequential_tools,
-            native_tools=native_tools,
-            known_tools=known_tools,
-        )
+        high_water = self.num_ctx_high_water.get(ollama_model, 0)
+
+        def size_and_translate() -> tuple[int, int, int, TranslatedRequest]:
+            # The cheap checks first: a prompt too long for the model is refused before
+            # the (larger) work of translating it.
+            raw_estimate = estimate_tokens(body, known_tools=known_tools)
+            estimate = self.calibration.apply(ollama_model, raw_estimate)
+            num_ctx = choose_num_ctx(
+                estimate=estimate,
+                max_tokens=body["max_tokens"],
+                model_max=capabilities.context_length,
+                policy=ContextPolicy(pinned=settings.num_ctx, maximum=settings.max_num_ctx),
+                high_water=high_water,
+            )
+            request = translate_request(
+                body,
+                ollama_model=ollama_model,
+                can_think=capabilities.thinking,
+                sequential_tools=settings.sequential_tools,
+                native_tools=native_tools,
+                known_tools=known_tools,
+                call_dialect=native_dialect(capabilities.template),
+            )
+            return raw_estimate, estimate, num_ctx, request
+
+        raw_estimate, estimate, num_ctx, request = await self._off_loop(size, size_and_translate)
         if not native_tools:
             log.info("request %s: %s has no native tool calling; tools are emulated in the prompt", request_id, ollama_model)
         headers: list[tuple[str, str]] = []
@@ -281,7 +492,7 @@ class ProxyApp:
                 emulated = translate_request(
                     body, ollama_model=ollama_model, can_think=capabilities.thinking,
                     sequential_tools=settings.sequential_tools, native_tools=False,
-                    known_tools=known_tools,
+                    known_tools=known_tools, call_dialect=native_dialect(capabilities.template),
                 ).ollama
                 for key in ("options", "keep_alive", "think"):  # as decided for this request
                     if key in current:
@@ -291,21 +502,27 @@ class ProxyApp:
                 return emulated
             return None
 
-        raw_estimate = estimate_tokens(body, known_tools=known_tools)
-        estimate = self.calibration.apply(ollama_model, raw_estimate)
-        num_ctx = choose_num_ctx(
-            estimate=estimate,
-            max_tokens=body["max_tokens"],
-            model_max=capabilities.context_length,
-            policy=ContextPolicy(pinned=settings.num_ctx, maximum=settings.max_num_ctx),
-            high_water=self.num_ctx_high_water.get(ollama_model, 0),
-        )
         if num_ctx > self.num_ctx_high_water.get(ollama_model, 0):
             self.num_ctx_high_water[ollama_model] = num_ctx
         request.ollama["options"]["num_ctx"] = num_ctx
+        if settings.cap_num_predict:
+            # Claude Code asks for 128000 output tokens whatever the window: past the window
+            # Ollama shifts the context and a looping model never stops.
+            room = max(num_ctx - estimate, MIN_NUM_PREDICT)
+            request.ollama["options"]["num_predict"] = min(body["max_tokens"], room)
         if settings.keep_alive:
             request.ollama["keep_alive"] = _keep_alive(settings.keep_alive)
-        translator = ResponseTranslator(client_model=body["model"], input_tokens=estimate, tools=request.tools)
+        translator = ResponseTranslator(
+            client_model=body["model"],
+            input_tokens=estimate,
+            tools=request.tools,
+            loop_guard_chars=settings.loop_guard_chars,
+            stop_sequences=body.get("stop_sequences"),
+            dialects=dialects_for_template(capabilities.template),
+            thinking=wants_thinking(body),
+            # Ollama parses the thinking of a model it knows thinks: then content starts outside
+            think_open=not capabilities.thinking and template_opens_think(capabilities.template),
+        )
         record = RequestRecord(
             request_id=request_id,
             client_model=body["model"],
@@ -317,7 +534,7 @@ class ProxyApp:
             tools=len(request.ollama.get("tools") or ()),
         )
         log_request_start(record)
-        log_request_bodies(record, body, request.ollama)
+        await self._off_loop(size, log_request_bodies, record, body, request.ollama)
         watch = self.live.watch(
             request_id=request_id,
             model=body["model"],
@@ -334,7 +551,7 @@ class ProxyApp:
             outcome = await serve_messages(
                 receive,
                 send,
-                client=self.client,
+                client=self.chat,
                 settings=self.relay_settings,
                 request=request,
                 translator=translator,
@@ -350,8 +567,31 @@ class ProxyApp:
                     translator=translator,
                     now=trio.current_time(),
                 )
+        if outcome.get("ollama_status") == 200:
+            # Used: set again, so the table drops the model used longest ago, not this one.
+            self.num_ctx_high_water[ollama_model] = max(num_ctx, self.num_ctx_high_water.get(ollama_model, 0))
+        elif self.num_ctx_high_water.get(ollama_model) == num_ctx:
+            # Ollama did not load the model with it (no such model, refused, unreachable):
+            # forget it, so names Ollama never confirmed leave nothing behind.
+            if high_water:
+                self.num_ctx_high_water[ollama_model] = high_water
+            else:
+                del self.num_ctx_high_water[ollama_model]
         self._learn_prompt_size(ollama_model, raw_estimate, translator.input_tokens, num_ctx)
         ended = trio.current_time()
+        check_form = is_auto_mode_check(body)
+        if check_form and outcome.get("status") == 200 and not outcome.get("error"):
+            if not has_verdict(translator.text_head, check_form):
+                log.warning(
+                    "request %s: auto mode's safety check got no verdict from %s (answer: %r); Claude"
+                    " Code will not run the action. Map claude-auto-mode to a model that follows"
+                    " the check's format (docs/CLI.md, auto mode)",
+                    request_id, ollama_model, translator.text_head[:120],
+                )
+                watch.no_verdict(translator.text_head[:120])
+        self.verdicts.remember_missing(ollama_model, request_id, outcome, now=ended)
+        if verdict_key is not None and request.stream:
+            self.verdicts.remember(verdict_key, request_id, outcome, translator, now=ended)
         log_request_end(record, ended=ended, outcome=outcome, translator=translator)
         watch.finish(outcome=outcome, translator=translator, now=ended)
 
@@ -381,11 +621,10 @@ class ProxyApp:
         headers.append(THINKING_DROPPED_HEADER)
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        body, known_tools = await self._read_json(receive)
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            raise RequestError("messages: field required (an array)")
+        body, known_tools, size = await self._read_json(scope, receive)
+        validate_count_request(body)
         model = body.get("model")
-        estimate = estimate_tokens(body, known_tools=known_tools)
+        estimate = await self._off_loop(size, functools.partial(estimate_tokens, known_tools=known_tools), body)
         if isinstance(model, str):
             ollama_model = resolve_model(model, self.settings.model_map, self.settings.default_model)
             estimate = self.calibration.apply(ollama_model, estimate)
@@ -416,7 +655,12 @@ class ProxyApp:
             {
                 "status": "ok" if version else "ollama_unreachable",
                 "proxy_version": __version__,
-                "ollama": {"url": url, "reachable": version is not None, "version": version},
+                "ollama": {
+                    "url": url,
+                    "url_origin": describe_source(self.settings, "ollama_url"),
+                    "reachable": version is not None,
+                    "version": version,
+                },
             },
         )
 
@@ -443,6 +687,30 @@ class ProxyApp:
                 ("x-content-type-options", "nosniff"),
             ],
         )
+
+
+#: how often a Hypercorn worker checks that the process that started it is still there
+PARENT_CHECK_INTERVAL = 1.0
+
+
+async def watch_parent(parent: int) -> None:
+    """In a Hypercorn worker process: end this process when its parent is gone.
+
+    Hypercorn's parent process tells its workers to stop through an event it sets on
+    SIGTERM; killed outright (SIGKILL, OOM killer), it sets nothing, and the worker would
+    go on serving the port, unseen by whoever restarts the service. The worker is then
+    re-parented: that is the sign. It ends at once, as a SIGTERM would end it — every
+    open connection closes, which stops Ollama's generations like a client disconnect.
+    """
+    while os.getppid() == parent:
+        await trio.sleep(PARENT_CHECK_INTERVAL)
+    log.warning(
+        "the Hypercorn parent process (pid %d) is gone; this worker (pid %d) stops serving and exits",
+        parent, os.getpid(),
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @functools.cache

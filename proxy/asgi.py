@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Awaitable, Callable, Iterable, TypedDict
 
-from .errors import ProxyError, RequestTooLarge
+import trio
+
+from .errors import ProxyError, RequestTimeout, RequestTooLarge
+from .protocol.bounded import utf8
 
 __all__ = ["Scope", "Receive", "Send", "read_body", "send_response", "send_json", "send_error", "header"]
 
@@ -32,25 +36,38 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def read_body(receive: Receive, *, limit: int) -> bytes:
-    """The whole request body. Raises RequestTooLarge past ``limit`` bytes,
-    ClientDisconnected if the client leaves first."""
+async def read_body(receive: Receive, *, limit: int, timeout: float = 0, declared: str | None = None) -> bytes:
+    """The whole request body. Raises RequestTooLarge past ``limit`` bytes (at once when
+    the declared Content-Length, ``declared``, is over it), RequestTimeout when the body has
+    not all arrived within ``timeout`` seconds (0: no limit), ClientDisconnected if the
+    client leaves first."""
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise _too_large(limit)
     parts: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(
-                f"request body is larger than the proxy's limit of {limit} bytes"
-                " (raise it with PROXY_BODY_LIMIT)"
-            )
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
+    with trio.move_on_after(timeout if timeout > 0 else math.inf):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+    raise RequestTimeout(
+        f"the request body did not arrive within {timeout:g} s ({size} bytes came);"
+        " the connection is closed (raise the limit with PROXY_BODY_TIMEOUT)"
+    )
+
+
+def _too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"request body is larger than the proxy's limit of {limit} bytes"
+        " (raise it with PROXY_BODY_LIMIT)"
+    )
 
 
 def _headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -79,7 +96,7 @@ async def send_response(
 async def send_json(
     send: Send, status: int, obj: Any, *, headers: Iterable[tuple[str, str]] = ()
 ) -> None:
-    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = utf8(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
     await send_response(send, status, body, content_type="application/json", headers=headers)
 
 

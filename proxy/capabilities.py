@@ -16,8 +16,9 @@ import logging
 import httpx
 import trio
 
-from .errors import ProxyError
+from .errors import ProxyError, UpstreamModelNotFound, UpstreamUnreachable
 from .ollama_admin import ModelDetails, list_models, show_model
+from .protocol.bounded import BoundedDict
 from .protocol.thinking import NAME_FALLBACK_THINKERS
 
 __all__ = ["CapabilityCache", "guess_from_name"]
@@ -49,8 +50,9 @@ class CapabilityCache:
         self._client = client
         self._ttl = ttl
         self._timeout = timeout
-        self._entries: dict[str, tuple[float, ModelDetails]] = {}
-        self._warned_no_thinking: set[str] = set()
+        # Bounded (see proxy.protocol.bounded): only models /api/show described are kept.
+        self._entries: BoundedDict[str, tuple[float, ModelDetails]] = BoundedDict()
+        self._warned_no_thinking: BoundedDict[str, bool] = BoundedDict()
 
     async def get(self, model: str) -> ModelDetails:
         entry = self._entries.get(model)
@@ -62,6 +64,11 @@ class CapabilityCache:
                 details = await show_model(self._client, model)
         except (ProxyError, trio.TooSlowError) as exc:
             guess = guess_from_name(model)
+            if isinstance(exc, (UpstreamModelNotFound, UpstreamUnreachable)):
+                # The chat request that follows fails the same way, and its end record
+                # says so: one failure, one record.
+                log.debug("could not ask Ollama what %s can do (%s)", model, exc.message)
+                return guess
             log.warning(
                 "could not ask Ollama what %s can do (%s); guessing from its name: %s",
                 model, getattr(exc, "message", None) or type(exc).__name__, ", ".join(guess.capabilities),
@@ -83,7 +90,7 @@ class CapabilityCache:
     def warn_thinking_dropped(self, model: str) -> None:
         """Log once per model that a request's thinking was dropped."""
         if model not in self._warned_no_thinking:
-            self._warned_no_thinking.add(model)
+            self._warned_no_thinking[model] = True
             log.warning("%s cannot think: requests' thinking is dropped for it (strict_thinking makes it a 400)", model)
 
     async def models_that(self, capability: str) -> list[str]:

@@ -18,16 +18,32 @@ the config file, which wins over the defaults. Exit codes: 0 ok, 1 the command f
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
+import functools
 import json
 import os
+import signal
+import socket
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import trio
 
 from . import __version__
-from .config import DEFAULT_CONFIG_FILE, SETTINGS, ConfigError, Setting, config_file_defaults, load_settings
+from .config import (
+    CONTAINER_DEFAULT,
+    DEFAULT_CONFIG_FILE,
+    SETTINGS,
+    ConfigError,
+    Setting,
+    config_file_defaults,
+    default_value,
+    describe_source,
+    load_settings,
+    running_in_container,
+)
 from .logs import configure_logging
 
 __all__ = ["main", "build_parser", "split_claude_args"]
@@ -41,9 +57,11 @@ def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting]
     given before the subcommand with its own default."""
     default = argparse.SUPPRESS if suppress else None
     group = parser.add_argument_group("settings (each also PROXY_<NAME> and a proxy.config.json key)")
+    in_container = running_in_container()
     for setting in table:
-        shown = "null" if setting.default is None else json.dumps(setting.default)
-        where = f"env {setting.env_var}, default {shown}"
+        where = f"env {setting.env_var}, {_shown_default(setting, in_container=in_container)}"
+        if setting.name == "ollama_url":
+            where = f"env {setting.env_var}, else OLLAMA_HOST; {_shown_default(setting, in_container=in_container)}"
         if setting.name == "model_map":
             group.add_argument(
                 setting.flag,
@@ -72,8 +90,58 @@ def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting]
             )
 
 
+def _shown_default(setting: Setting, *, in_container: bool) -> str:
+    """The default that really applies on this machine, in words (``--help``)."""
+    value = default_value(setting, in_container=in_container)
+    if value is None:
+        return "unset by default"
+    if setting.name == "ollama_url" and in_container:
+        return f"default {value} (in this container; 127.0.0.1 when that name does not resolve)"
+    if isinstance(value, str):
+        return f"default {value}"
+    if isinstance(value, bool):
+        return "on by default" if value else "off by default"
+    if value == {}:
+        return "none by default"
+    return f"default {json.dumps(value)}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in this command's words: ``unknown option --prot (did you
+    mean --port?)`` rather than ``unrecognized arguments: --prot 3001``."""
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        actions = self._all_actions()
+        known = {o for action in actions for o in action.option_strings}
+        takes_value = {o for action in actions if action.nargs != 0 for o in action.option_strings}
+        index = 0
+        while index < len(argv):
+            token = argv[index]
+            if token == "--":
+                break
+            name = token.partition("=")[0]
+            if token.startswith("-") and token != "-" and name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                self.error(f"unknown option {name}" + (f" (did you mean {close[0]}?)" if close else ""))
+            index += 2 if (name in takes_value and "=" not in token) else 1
+        return super().parse_args(argv, namespace)
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        """One line and exit code 2, not argparse's usage block."""
+        self.exit(2, f"{PROG}: {message}; see --help\n")
+
+    def _all_actions(self) -> list[argparse.Action]:
+        actions = list(self._actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    actions += sub._actions
+        return actions
+
+
 def build_parser(table: Sequence[Setting] = SETTINGS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Serve the Anthropic Messages API from a local Ollama, for Claude Code.",
         epilog="Settings go before the command; `claude` passes everything after it to Claude Code"
@@ -83,12 +151,15 @@ def build_parser(table: Sequence[Setting] = SETTINGS) -> argparse.ArgumentParser
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", metavar="PATH", help="path of a proxy.config.json (env PROXY_CONFIG)")
     parser.add_argument(
-        "--init", action="store_true", help="write a proxy.config.json with every key and its default, then exit"
+        "--init", action="store_true",
+        help="write a proxy.config.json with every key at its default (ollama_url only when given), then exit",
     )
     parser.add_argument("--force", action="store_true", help="with --init: overwrite an existing file")
     _add_setting_flags(parser, table, suppress=False)
 
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (default: serve)")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", title="commands (default: serve)", parser_class=_Parser
+    )
     serve = commands.add_parser("serve", help="run the proxy (the default)", allow_abbrev=False)
     serve.add_argument("--pid-file", metavar="PATH", help="write the process id here while serving (make stop)")
     _add_setting_flags(serve, table, suppress=True)
@@ -164,18 +235,34 @@ def flag_values(args: argparse.Namespace, table: Sequence[Setting] = SETTINGS) -
     return values
 
 
+#: Keys --init leaves out unless given: written, they would pin a value that otherwise
+#: follows the machine (``OLLAMA_HOST``, the container default).
+UNPINNED_KEYS = ("ollama_url",)
+
+
 def write_initial_config(path: Path, flags: dict[str, Any], *, force: bool, in_container: bool | None = None) -> str:
-    """Write every key with its default (flags given on the same command line win).
-    Returns a message; raises FileExistsError without ``force``, ConfigError for a bad flag."""
+    """Write every key with its default (flags given on the same command line win), except
+    ``ollama_url``, which is written only when given: pinned in the file it would win over
+    ``OLLAMA_HOST`` and the container default. Returns a message; raises FileExistsError
+    without ``force``, ConfigError for a bad flag."""
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; add --force to overwrite it")
     data = config_file_defaults(in_container=in_container)
     given = {name: value for name, value in flags.items() if value is not None}
+    for name in UNPINNED_KEYS:
+        if name not in given:
+            del data[name]
     if given:
         resolved = load_settings(given, environ={}, read_config_file=False, in_container=in_container)
         data.update({name: getattr(resolved, name) for name in given})
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return f"wrote {path} with all {len(data)} settings"
+    left_out = [name for name in UNPINNED_KEYS if name not in data]
+    note = (
+        f"; {', '.join(left_out)} left out so OLLAMA_HOST and the container default still apply"
+        " (add the key to pin a URL)"
+        if left_out else ""
+    )
+    return f"wrote {path} with {len(data)} settings{note}"
 
 
 def _fail(message: str, code: int) -> int:
@@ -208,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
 
     command = args.command or "serve"
+    if command != "tail" and settings.origins.get("ollama_url") == CONTAINER_DEFAULT:
+        from .ollama_admin import settle_container_default
+
+        settings = trio.run(settle_container_default, settings)
     try:
         if command == "serve":
             return _serve(settings, pid_file=getattr(args, "pid_file", None))
@@ -253,21 +344,127 @@ def _tail(settings: Any, *, url: str | None, as_json: bool) -> int:
 
 
 def _serve(settings: Any, *, pid_file: str | None) -> int:
-    from .server import serve, wait_for_signal
+    from .server import first_signal, serve
 
-    configure_logging(settings.log_level, log_file=settings.log_file, quiet=settings.quiet)
+    pid_path = Path(pid_file) if pid_file else None
+    try:
+        check_address_free(settings.host, settings.port)
+        if pid_path is not None:
+            check_pid_file(pid_path)
+    except PidFileTaken as exc:
+        return _fail(str(exc), 2)
+    except OSError as exc:
+        return _fail(_listen_failure(settings, exc), 2)
+    configure_logging(settings.log_level, log_file=settings.log_file, quiet=settings.quiet, style=settings.log_format)
     if not settings.quiet:
         print(
             f"{PROG} {__version__}: http://{settings.host}:{settings.port}"
-            f" → Ollama at {settings.ollama_url}",
+            f" → Ollama at {settings.ollama_url} ({describe_source(settings, 'ollama_url')})",
             file=sys.stderr,
         )
-    if pid_file:
-        Path(pid_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(pid_file).write_text(f"{os.getpid()}\n", encoding="utf-8")
+
+    async def run() -> None:
+        # Signals are caught from here on: a SIGTERM right after start-up (`make run`, then
+        # at once `make stop`) is a graceful shutdown that removes the PID file.
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                # Bound first, then the PID file: a proxy that cannot listen writes nothing,
+                # so it cannot clobber the file of the one that holds the port.
+                trigger = functools.partial(first_signal, signals)
+                await nursery.start(functools.partial(serve, settings, shutdown_trigger=trigger))
+                if pid_path is not None:
+                    write_pid_file(pid_path)
+
     try:
-        trio.run(lambda: serve(settings, shutdown_trigger=wait_for_signal))
+        trio.run(run)
+    except BaseException as error:
+        if (taken := _find(error, lambda e: isinstance(e, PidFileTaken))) is not None:
+            return _fail(str(taken), 2)
+        if (busy := _find(error, lambda e: isinstance(e, OSError) and e.errno == errno.EADDRINUSE)) is None:
+            raise
+        return _fail(_listen_failure(settings, busy), 2)
     finally:
-        if pid_file:
-            Path(pid_file).unlink(missing_ok=True)
+        if pid_path is not None:
+            remove_own_pid_file(pid_path)
     return 0
+
+
+def _find(error: BaseException, match: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first exception in ``error`` (an exception group from a nursery, or not) that matches."""
+    if match(error):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if (found := _find(inner, match)) is not None:
+                return found
+    return None
+
+
+def _listen_failure(settings: Any, exc: BaseException) -> str:
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {settings.port} is already in use ({where}): is a proxy already running?"
+            " `make stop` stops the one `make run` started; or pick another port with --port N"
+        )
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"cannot listen on {where}: {reason} (check --host and --port)"
+
+
+def check_address_free(host: str, port: int) -> None:
+    """Raise the OSError that binding ``host:port`` would raise (EADDRINUSE: another
+    process listens there), before anything is started or written. Port 0 is always free."""
+    if port == 0:
+        return
+    for family, kind, proto, _, address in socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Hypercorn binds
+            probe.bind(address)
+        return
+
+
+class PidFileTaken(Exception):
+    """The PID file names another live process: `make stop` would stop that one."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def check_pid_file(path: Path) -> None:
+    """Raise PidFileTaken when ``path`` names another live process (a file left by a
+    dead one does not count)."""
+    try:
+        other = int(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return
+    if other != os.getpid() and _pid_alive(other):
+        raise PidFileTaken(
+            f"{path} names another running proxy (pid {other}); `make stop` stops it,"
+            " or give this one its own --pid-file"
+        )
+
+
+def write_pid_file(path: Path) -> None:
+    """Write our PID to ``path``, atomically (see :func:`check_pid_file`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    check_pid_file(path)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(f"{os.getpid()}\n", encoding="ascii")
+    os.replace(temporary, path)
+
+
+def remove_own_pid_file(path: Path) -> None:
+    """Remove ``path`` only when it still holds our PID: a PID file is only ever removed
+    by the process that wrote it."""
+    try:
+        if int(path.read_text(encoding="ascii").strip()) == os.getpid():
+            path.unlink(missing_ok=True)
+    except (OSError, ValueError):
+        pass

@@ -28,6 +28,8 @@ __all__ = [
     "config_file_defaults",
     "CONTAINER_OLLAMA_URL",
     "is_loopback_host",
+    "describe_source",
+    "CONTAINER_DEFAULT",
 ]
 
 log = logging.getLogger("proxy.config")
@@ -38,6 +40,8 @@ DEFAULT_CONFIG_FILE = "proxy.config.json"
 CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
 #: Inside a container, loopback is the container itself; Ollama usually runs on the host.
 CONTAINER_OLLAMA_URL = "http://host.docker.internal:11434"
+#: the origin of the container default (see :func:`describe_source`)
+CONTAINER_DEFAULT = "the container default"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -148,16 +152,21 @@ def _parse_model_map(value: Any) -> dict[str, str]:
             return {}
         try:
             value = json.loads(value)
-        except ValueError:
+        except ValueError as exc:
+            if value.startswith(("{", "[")):  # meant as JSON: say what is wrong with it
+                raise ValueError(
+                    f"not valid JSON ({exc}); expected a JSON object such as"
+                    ' {"haiku": "qwen3:4b"}, or claude-name=ollama-model pairs'
+                ) from None
             value = [part for part in value.split(",") if part.strip()]
     if isinstance(value, list):
         result = {}
         for item in value:
             if not isinstance(item, str) or "=" not in item:
-                raise ValueError("expected claude-name=ollama-model")
+                raise ValueError("expected claude-name=ollama-model (e.g. haiku=qwen3:4b)")
             key, _, target = item.partition("=")
             if not key.strip() or not target.strip():
-                raise ValueError("expected claude-name=ollama-model")
+                raise ValueError("expected claude-name=ollama-model (e.g. haiku=qwen3:4b)")
             result[key.strip()] = target.strip()
         return result
     if isinstance(value, dict) and all(
@@ -167,11 +176,34 @@ def _parse_model_map(value: Any) -> dict[str, str]:
     raise ValueError("expected a JSON object of claude-name to ollama-model strings")
 
 
+def _parse_str_list(value: Any) -> list[str]:
+    """A list of strings, a JSON array of them, or one comma-separated string."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError("expected a JSON array of strings or a comma-separated list") from None
+        else:
+            value = text.split(",")
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return [item.strip() for item in value if item.strip()]
+    raise ValueError("expected a list of strings (comma-separated)")
+
+
 def _parse_log_level(value: Any) -> str:
     level = _parse_str(value).strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ValueError("expected one of debug, info, warning, error, critical")
     return level
+
+
+def _parse_log_format(value: Any) -> str:
+    style = _parse_str(value).strip().lower()
+    if style not in ("auto", "text", "json"):
+        raise ValueError("expected auto, text or json")
+    return style
 
 
 def ollama_url_from_host(host: str) -> str:
@@ -242,18 +274,45 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("model_map", {}, _parse_model_map, "claude-name=ollama-model mapping"),
     Setting("log_level", "INFO", _parse_log_level, "log level"),
     Setting("log_file", None, _parse_optional_path, "also append the log records to this file"),
+    Setting(
+        "log_format", "auto", _parse_log_format,
+        "log records on stdout: text (one readable line each), json (OpenTelemetry NDJSON),"
+        " or auto (text on a terminal, json into a file or pipe); the log file is always json",
+    ),
     Setting("quiet", False, _parse_bool, "print only warnings and errors on stdout"),
     Setting("api_key", None, _parse_optional_str, "key clients must present"),
+    Setting(
+        "allowed_origins", [], _parse_str_list,
+        "web origins (scheme://host[:port], or *) whose pages may call the proxy besides its own",
+    ),
+    Setting(
+        "allowed_hosts", [], _parse_str_list,
+        "Host names the proxy answers to besides loopback names and IP addresses (or *);"
+        " with an API key set every Host is answered",
+    ),
     Setting("body_limit", 32 * 1024 * 1024, _parse_int, "largest request body in bytes"),
+    Setting(
+        "body_timeout", 30.0, _parse_float,
+        "seconds a request body may take to arrive, then a 408 and the connection is closed (0: no limit)",
+    ),
     Setting("connect_timeout", 5.0, _parse_float, "seconds to connect to Ollama"),
+    Setting(
+        "ollama_connections", 256, _parse_positive_int,
+        "the most connections the proxy opens to Ollama at once; a request waiting connect_timeout for one gets 529",
+    ),
     Setting(
         "first_content_timeout", 900.0, _parse_float, "seconds to wait for the first token"
     ),
     Setting("idle_timeout", 300.0, _parse_float, "seconds allowed between two chunks"),
     Setting("commit_grace", 1.0, _parse_float, "seconds before the stream is committed"),
     Setting("ping_interval", 10.0, _parse_float, "seconds between keepalive pings"),
-    Setting("busy_retries", 3, _parse_int, "tries when Ollama answers 503"),
+    Setting("busy_retries", 1, _parse_int, "tries when Ollama answers 503 (1: Claude Code retries, not the proxy)"),
     Setting("busy_retry_window", 10.0, _parse_float, "seconds all busy retries may take"),
+    Setting("busy_retry_after", 5, _parse_int, "seconds the client is told to wait (retry-after) when Ollama is busy"),
+    Setting(
+        "crash_retries", 1, _parse_int,
+        "quick retries when Ollama fails before any output (runner crash, unreachable, connection lost)",
+    ),
     Setting("graceful_timeout", 30.0, _parse_float, "seconds in-flight streams get on shutdown"),
     Setting(
         "sequential_tools", True, _parse_bool,
@@ -265,6 +324,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("num_ctx", 0, _parse_int, "pin Ollama's num_ctx for every request (0: size each request to fit)"),
     Setting("max_num_ctx", 0, _parse_int, "the largest num_ctx the proxy asks for (0: the model's own maximum)"),
+    Setting(
+        "cap_num_predict", True, _parse_bool,
+        "limit Ollama's num_predict to what the context window leaves after the prompt",
+    ),
+    Setting(
+        "loop_guard_chars", 4000, _parse_int,
+        "end an answer whose last N characters are one span repeated (stop_reason max_tokens; 0: off)",
+    ),
     Setting("keep_alive", None, _parse_optional_str, "how long Ollama keeps the model loaded (e.g. 30m, -1); unset: Ollama's default"),
     Setting(
         "strict_thinking", False, _parse_bool,
@@ -287,9 +354,15 @@ def _field(setting: Setting) -> Any:
 Settings = dataclasses.make_dataclass(
     "Settings",
     [(s.name, Any, _field(s)) for s in SETTINGS]
-    + [("sources", dict, dataclasses.field(default_factory=dict))],
+    + [
+        ("sources", dict, dataclasses.field(default_factory=dict)),
+        ("origins", dict, dataclasses.field(default_factory=dict)),
+    ],
     frozen=True,
-    namespace={"__doc__": "Resolved settings; ``sources`` says where each value came from."},
+    namespace={
+        "__doc__": "Resolved settings; ``sources`` says which layer gave each value (flag, env,"
+        " file, default), ``origins`` says it for people (``from OLLAMA_HOST``, ``the container default``)."
+    },
 )
 
 
@@ -320,6 +393,15 @@ def config_file_defaults(*, in_container: bool | None = None) -> dict[str, Any]:
     if in_container is None:
         in_container = running_in_container()
     return {s.name: default_value(s, in_container=in_container) for s in SETTINGS}
+
+
+def _shown(raw: Any) -> str:
+    """A raw value as its user wrote it: repeated flags as they were typed, not a Python list."""
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        return " ".join(repr(item) for item in raw)
+    if isinstance(raw, str):
+        return repr(raw)
+    return json.dumps(raw, ensure_ascii=False, default=str)
 
 
 def load_settings(
@@ -357,6 +439,7 @@ def load_settings(
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    origins: dict[str, str] = {}
     for setting in SETTINGS:
         # (source kind, where it came from for messages, raw value, parser)
         candidates: list[tuple[str, str, Any, Callable[[Any], Any]]] = []
@@ -378,9 +461,18 @@ def load_settings(
             try:
                 values[setting.name] = parse(raw)
             except ValueError as exc:
-                raise ConfigError(f"{where}: invalid value {raw!r}: {exc}") from exc
+                raise ConfigError(f"{where}: invalid value {_shown(raw)}: {exc}") from exc
             sources[setting.name] = kind
+            origins[setting.name] = f"from {file_path}" if kind == "file" else f"from {where}"
         else:
             values[setting.name] = default_value(setting, in_container=in_container)
             sources[setting.name] = "default"
-    return Settings(**values, sources=sources)
+            container = in_container and setting.name == "ollama_url"
+            origins[setting.name] = CONTAINER_DEFAULT if container else "the default"
+    return Settings(**values, sources=sources, origins=origins)
+
+
+def describe_source(settings: Any, name: str) -> str:
+    """Where setting ``name`` came from, for people: ``from --ollama-url``, ``from
+    OLLAMA_HOST``, ``from proxy.config.json``, ``the container default``, ``the default``."""
+    return getattr(settings, "origins", {}).get(name) or "the default"

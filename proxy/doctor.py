@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import trio
 
-from .config import is_loopback_host
+from .config import describe_source, is_loopback_host
 from .errors import ProxyError
 from .ollama_admin import (
     InstalledModel,
@@ -100,17 +100,18 @@ def model_roles(settings: Any) -> dict[str, list[str]]:
 
 def _ollama_checks(settings: Any, facts: Facts) -> list[Check]:
     subject = f"Ollama at {facts.ollama_url}"
+    origin = describe_source(settings, "ollama_url")
     if facts.version is None:
         return [
             Check(
                 subject,
                 Verdict.FAIL,
-                f"not reachable: {facts.unreachable or 'no answer'}",
+                f"not reachable: {facts.unreachable or 'no answer'}; this URL is {origin}",
                 "start Ollama (`ollama serve` or scripts/ollama-start), or point the proxy at it"
                 " with --ollama-url / PROXY_OLLAMA_URL",
             )
         ]
-    checks = [Check(subject, Verdict.OK, f"reachable, version {facts.version}")]
+    checks = [Check(subject, Verdict.OK, f"reachable, version {facts.version}; this URL is {origin}")]
     parsed = parse_version(facts.version)
     minimum = ".".join(map(str, MIN_OLLAMA))
     if parsed is None:
@@ -161,22 +162,45 @@ def _model_checks(settings: Any, model: str, roles: list[str], facts: Facts, too
         )
 
     length = found.context_length
-    if length is None:
+    window = _effective_window(settings, length) if length else length
+    capped = window is not None and length is not None and window < length
+    if window is None:
         checks.append(Check(f"{model} context", Verdict.WARN, "Ollama did not report a context length", ""))
-    elif length < MIN_CONTEXT:
+    elif window < MIN_CONTEXT:
         checks.append(
             Check(f"{model} context", hard,
-                  f"{length} tokens; Claude Code's first request alone is 15–60k tokens",
-                  f"use a model with at least {GOOD_CONTEXT} tokens of context")
+                  f"{window} tokens{_capped_note(settings, length) if capped else ''};"
+                  " Claude Code's first request alone is 15–60k tokens",
+                  f"raise max_num_ctx / num_ctx to at least {MIN_CONTEXT} (the model takes {length})" if capped
+                  and length >= MIN_CONTEXT else f"use a model with at least {GOOD_CONTEXT} tokens of context")
         )
-    elif length < GOOD_CONTEXT:
+    elif window < GOOD_CONTEXT and capped and length >= GOOD_CONTEXT:
         checks.append(
-            Check(f"{model} context", Verdict.WARN, f"{length} tokens: works, but Claude Code will compact often",
-                  f"for long sessions use a model with {GOOD_CONTEXT}+ tokens (e.g. qwen3-coder: 262144)")
+            Check(f"{model} context", Verdict.WARN, f"{window} tokens{_capped_note(settings, length)}:"
+                  " Claude Code will compact often", f"raise max_num_ctx / num_ctx (the model takes {length})")
+        )
+    elif window < GOOD_CONTEXT:
+        # Enough to work: the launcher tells Claude Code this window, so it compacts when
+        # the window fills instead of having its prompt cut. Longer sessions want more.
+        checks.append(
+            Check(f"{model} context", Verdict.INFO,
+                  f"{window} tokens: enough; Claude Code compacts its history when they fill",
+                  f"fewer compactions: a model with {GOOD_CONTEXT}+ tokens, e.g. qwen3-coder:30b (262144) if"
+                  " it fits in memory (`claude-code-ollama-proxy pull qwen3-coder:30b`, then --default-model)")
         )
     else:
-        checks.append(Check(f"{model} context", Verdict.OK, f"{length} tokens"))
+        checks.append(Check(f"{model} context", Verdict.OK, f"{window} tokens{_capped_note(settings, length) if capped else ''}"))
     return checks
+
+
+def _effective_window(settings: Any, context_length: int) -> int:
+    from .launcher import _effective_window as effective
+
+    return effective(settings, context_length)
+
+
+def _capped_note(settings: Any, length: int) -> str:
+    return f" (num_ctx/max_num_ctx cap the model's {length})"
 
 
 def evaluate(settings: Any, facts: Facts) -> list[Check]:

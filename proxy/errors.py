@@ -9,12 +9,16 @@ after it::
     ├── RequestError                (400 invalid_request_error)
     │   ├── PromptTooLong           (400 invalid_request_error, "prompt is too long: …")
     │   ├── RequestTooLarge         (413 request_too_large)
+    │   ├── RequestTimeout          (408 invalid_request_error)  the body did not arrive in time
     │   └── MethodNotAllowed        (405 invalid_request_error)
     ├── AuthenticationError         (401 authentication_error)
+    ├── Forbidden                   (403 permission_error)  a foreign Origin or Host
     ├── NotFound                    (404 not_found_error)
+    ├── ShuttingDown                (529 overloaded_error) a request cut by the proxy's shutdown
+    ├── PoolExhausted               (529 overloaded_error) the proxy's own Ollama connection limit
     └── UpstreamError               (500 api_error)        Ollama failed us
         ├── UpstreamUnreachable     (502 api_error)        connect refused / DNS / connect timeout
-        ├── UpstreamModelNotFound   (404 not_found_error)  Ollama 404
+        ├── UpstreamModelNotFound   (400 invalid_request_error)  Ollama 404
         ├── UpstreamBadRequest      (400 invalid_request_error)  Ollama 400
         ├── UpstreamBusy            (529 overloaded_error) Ollama 503
         ├── UpstreamTimeout         (504 api_error)        first-content or idle timeout
@@ -22,6 +26,13 @@ after it::
 
 Ollama's statuses and transport failures are mapped to these in one place:
 :mod:`proxy.upstream`.
+
+Retries: Claude Code retries a 5xx or 529 up to ten times with backoff unless the answer
+says ``x-should-retry: false``. Each error class says which side retries it
+(``should_retry``): only being busy (``UpstreamBusy``, ``PoolExhausted``, with
+``retry-after``) and ``ShuttingDown`` are left to the client;
+every other answer is final, the proxy having already made the one quick retry that can
+help (docs/STREAMING.md, "Who retries").
 """
 
 from __future__ import annotations
@@ -31,9 +42,13 @@ __all__ = [
     "RequestError",
     "PromptTooLong",
     "RequestTooLarge",
+    "RequestTimeout",
     "MethodNotAllowed",
     "AuthenticationError",
+    "Forbidden",
     "NotFound",
+    "ShuttingDown",
+    "PoolExhausted",
     "UpstreamError",
     "UpstreamUnreachable",
     "UpstreamModelNotFound",
@@ -50,12 +65,17 @@ class ProxyError(Exception):
 
     status: int = 500
     error_type: str = "api_error"
+    #: False: the answer is final, and says so (``x-should-retry: false``) so that the
+    #: client does not send the same request again
+    should_retry: bool = False
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         #: extra response headers (e.g. ``retry-after``) used when answering before the stream.
         self.headers = dict(headers or {})
+        if not self.should_retry:
+            self.headers.setdefault("x-should-retry", "false")
 
     def to_body(self) -> dict:
         return error_body(self.error_type, self.message)
@@ -80,6 +100,15 @@ class RequestTooLarge(RequestError):
     error_type = "request_too_large"
 
 
+class RequestTimeout(RequestError):
+    """The request's body did not arrive within the body timeout; the connection is closed."""
+
+    status = 408
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"connection": "close"})
+
+
 class MethodNotAllowed(RequestError):
     status = 405
 
@@ -89,9 +118,34 @@ class AuthenticationError(ProxyError):
     error_type = "authentication_error"
 
 
+class Forbidden(ProxyError):
+    status = 403
+    error_type = "permission_error"
+
+
 class NotFound(ProxyError):
     status = 404
     error_type = "not_found_error"
+
+
+class ShuttingDown(ProxyError):
+    """The server's graceful shutdown ran out of time for this request: the last thing it
+    gets (an HTTP 529, or an ``event: error`` on a stream), so a cut is not a mystery."""
+
+    status = 529
+    error_type = "overloaded_error"
+    should_retry = True  # the retry reaches the proxy once it is back (or another replica)
+
+    def __init__(self) -> None:
+        super().__init__("the proxy is shutting down")
+
+
+class PoolExhausted(ProxyError):
+    """Every connection the proxy may open to Ollama stayed busy for the pool timeout."""
+
+    status = 529
+    error_type = "overloaded_error"
+    should_retry = True  # busy like UpstreamBusy: the client waits retry-after and tries again
 
 
 class UpstreamError(ProxyError):
@@ -104,8 +158,12 @@ class UpstreamUnreachable(UpstreamError):
 
 
 class UpstreamModelNotFound(UpstreamError):
-    status = 404
-    error_type = "not_found_error"
+    """A 400, not a 404: Claude Code replaces the message of any 404 with its own "issue
+    with the selected model (claude-…)", which names the Claude model and drops the fix
+    (``ollama pull …``); a 400's message is shown as it is."""
+
+    status = 400
+    error_type = "invalid_request_error"
 
 
 class UpstreamBadRequest(UpstreamError):
@@ -114,8 +172,11 @@ class UpstreamBadRequest(UpstreamError):
 
 
 class UpstreamBusy(UpstreamError):
+    """The one failure the client retries (after ``retry-after``): Ollama's queue is full."""
+
     status = 529
     error_type = "overloaded_error"
+    should_retry = True
 
 
 class UpstreamTimeout(UpstreamError):

@@ -21,6 +21,7 @@ from .asgi import Receive, Scope, Send
 from .broadcast import FeedClosed
 from .errors import ProxyError
 from .live import LiveRequests
+from .protocol.bounded import utf8, valid_text
 
 __all__ = ["serve_events", "reject_handshake"]
 
@@ -31,7 +32,8 @@ GOING_AWAY = 1001
 
 
 def _encode(event: dict) -> str:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    # valid_text: the WebSocket sends UTF-8; a lone surrogate would close the connection
+    return valid_text(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
 
 
 async def reject_handshake(scope: Scope, send: Send, error: ProxyError) -> None:
@@ -39,7 +41,7 @@ async def reject_handshake(scope: Scope, send: Send, error: ProxyError) -> None:
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
         return
-    body = _encode(error.to_body()).encode()
+    body = utf8(_encode(error.to_body()))
     await send({
         "type": "websocket.http.response.start",
         "status": error.status,
@@ -58,6 +60,25 @@ async def _read_until_disconnect(receive: Receive, scope: trio.CancelScope) -> N
         log.debug("ignored a message a live-view client sent on /v1/events")
 
 
+#: how often a viewer's connection looks for the server's shutdown (see _close_on_shutdown)
+SHUTDOWN_POLL = 0.25
+
+
+async def _close_on_shutdown(live: LiveRequests) -> None:
+    """End the feed (every viewer, close code 1001) as soon as the server's graceful
+    shutdown begins: a viewer never ends by itself and must not hold the shutdown open.
+
+    ``serve()`` does this from its shutdown trigger; under plain ``hypercorn`` the app is
+    not told. But Hypercorn begins a shutdown by putting a deadline (now + its graceful
+    timeout) on the nursery that runs every connection, this one included: the deadline
+    this task sees drops from what it was at the start."""
+    start = trio.current_effective_deadline()
+    while trio.current_effective_deadline() >= start:
+        await trio.sleep(SHUTDOWN_POLL)
+    log.info("the server is shutting down: closing the live-view connections")
+    live.broadcast.close()
+
+
 async def serve_events(receive: Receive, send: Send, live: LiveRequests) -> None:
     """Accept the (already authenticated) WebSocket and stream the feed until the client
     leaves or the proxy shuts down (close code 1001)."""
@@ -73,6 +94,7 @@ async def serve_events(receive: Receive, send: Send, live: LiveRequests) -> None
         await send({"type": "websocket.accept"})
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_read_until_disconnect, receive, nursery.cancel_scope)
+            nursery.start_soon(_close_on_shutdown, live)
             await send({"type": "websocket.send", "text": _encode(hello)})
             while True:
                 try:

@@ -26,8 +26,10 @@ from typing import Any, Mapping, Sequence
 import httpx
 import trio
 
+from .config import describe_source
 from .errors import ProxyError
 from .ollama_admin import describe_models, open_admin_client
+from .protocol.auto_mode import AUTO_MODE_MODEL
 from .protocol.models import resolve_model
 
 __all__ = ["claude_models", "claude_environment", "find_running_proxy", "context_window", "run_claude"]
@@ -79,6 +81,11 @@ def claude_environment(
     env.update(claude_models(settings))
     env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"  # no telemetry, no update checks
     env["CLAUDE_CODE_ATTRIBUTION_HEADER"] = "0"  # the per-request billing header defeats Ollama's prefix cache
+    # Auto mode's safety check runs on Anthropic's servers; behind the proxy Claude Code
+    # makes the check itself, through the proxy, with a model name of its own (a model-map
+    # entry: claude-auto-mode=MODEL). See proxy/protocol/auto_mode.py.
+    env.setdefault("CLAUDE_CODE_AUTO_MODE_SERVER", "0")
+    env.setdefault("CLAUDE_CODE_AUTO_MODE_MODEL", AUTO_MODE_MODEL)
     if context_tokens:
         for name in CONTEXT_VARIABLES:
             env.setdefault(name, str(context_tokens))
@@ -125,7 +132,9 @@ async def context_window(settings: Any, *, timeout: float = 10.0) -> int | None:
     carry long conversations; None when Ollama cannot tell (a warning says why)."""
     models = claude_models(settings)
     names = [models["ANTHROPIC_MODEL"], models["CLAUDE_CODE_SUBAGENT_MODEL"]]
-    async with open_admin_client(settings.ollama_url, connect_timeout=min(5.0, timeout)) as client:
+    async with open_admin_client(
+        settings.ollama_url, connect_timeout=min(5.0, timeout), origin=describe_source(settings, "ollama_url")
+    ) as client:
         with trio.move_on_after(timeout):
             details = await describe_models(client, names)
             windows = []
@@ -211,7 +220,8 @@ async def run_claude(
         env = claude_environment(environ, base_url=url, settings=settings, context_tokens=tokens)
         if not settings.quiet:
             print(
-                f"claude-code-ollama-proxy: Claude Code → {url} ({where}) → Ollama at {settings.ollama_url};"
+                f"claude-code-ollama-proxy: Claude Code → {url} ({where}) → Ollama at {settings.ollama_url}"
+                f" ({describe_source(settings, 'ollama_url')});"
                 f" model {env['ANTHROPIC_MODEL']}, context window {tokens or 'unknown'}",
                 file=sys.stderr,
             )

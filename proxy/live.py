@@ -121,6 +121,7 @@ class RequestWatch:
         self.output_tokens = 0
         self.repairs = 0
         self._next_progress = now + PROGRESS_INTERVAL
+        self._loop_reported = False
         self.done = False
 
     def started_event(self) -> dict[str, Any]:
@@ -155,7 +156,17 @@ class RequestWatch:
                 "request_id": self.request_id,
                 "tool": repair[0],
                 "changes": list(repair[1]),
+                "dialect": repair[2] or None,
                 "repairs": self.repairs,
+            })
+        if translator.loop is not None and not self._loop_reported:
+            self._loop_reported = True
+            self._publish({
+                "type": "loop",
+                "request_id": self.request_id,
+                "span_chars": translator.loop.span,
+                "repeats": translator.loop.repeats,
+                "output_tokens": self.output_tokens,
             })
         if now >= self._next_progress and self.first_output is not None:
             self._next_progress = now + PROGRESS_INTERVAL
@@ -166,6 +177,10 @@ class RequestWatch:
                 "tokens_per_second": self._rate(now),
                 "elapsed_ms": _ms(now - self.started),
             })
+
+    def no_verdict(self, answer: str) -> None:
+        """Auto mode's check was answered without a verdict (proxy/protocol/auto_mode.py)."""
+        self._publish({"type": "no_verdict", "request_id": self.request_id, "answer": answer})
 
     def _row(self, now: float, *, input_tokens: int, **fields: Any) -> dict[str, Any]:
         """This request's row (see _BLANK_ROW) at ``now``; ``fields`` add what only the

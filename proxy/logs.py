@@ -37,10 +37,12 @@ from urllib.parse import unquote
 
 from . import __version__
 from .config import ConfigError
+from .protocol.bounded import valid_text
 
 __all__ = [
     "configure_logging",
     "OTelJSONFormatter",
+    "TextFormatter",
     "RequestContext",
     "request_context",
     "current_request",
@@ -181,7 +183,41 @@ class OTelJSONFormatter(logging.Formatter):
         return out
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(self.to_dict(record), ensure_ascii=False, separators=(",", ":"), default=str)
+        # valid_text: the handlers write UTF-8, which a lone surrogate in client text breaks
+        return valid_text(json.dumps(self.to_dict(record), ensure_ascii=False, separators=(",", ":"), default=str))
+
+
+class TextFormatter(logging.Formatter):
+    """One readable line per record, for a person at a terminal::
+
+        01:40:12 WARNING  request req_3f… failed: 404 in 0.01 s: not_found_error: Ollama has no model …
+
+    The request id is added when the message does not name it; an exception adds its type
+    and message (and, from ERROR up, its traceback on the lines below)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        clock = self.formatTime(record, "%H:%M:%S")
+        line = f"{clock} {record.levelname:<8} {record.getMessage()}"
+        context = getattr(record, "request_context", None) or _current_request.get()
+        if context is not None and context.request_id not in line:
+            line += f" [{context.request_id}]"
+        if record.exc_info and record.exc_info[0] is not None:
+            kind, value, tb = record.exc_info
+            line += f" ({kind.__qualname__}: {value})" if str(value) else f" ({kind.__qualname__})"
+            if record.levelno >= logging.ERROR:
+                line += "\n" + "".join(traceback.format_exception(kind, value, tb)).rstrip()
+        return line
+
+
+def console_is_text(style: str, stream: TextIO) -> bool:
+    """``text``, ``json``, or ``auto``: text when ``stream`` is a terminal."""
+    if style == "auto":
+        isatty = getattr(stream, "isatty", None)
+        try:
+            return bool(isatty and isatty())
+        except ValueError:  # a closed stream
+            return False
+    return style == "text"
 
 
 # -- redaction for debug bodies ----------------------------------------------------------
@@ -242,11 +278,14 @@ def configure_logging(
     quiet: bool = False,
     console: bool = True,
     stream: TextIO | None = None,
+    style: str = "auto",
 ) -> None:
     """Install the proxy's handlers on the ``proxy`` and ``hypercorn.error`` loggers.
 
     Records at ``level`` and above go to ``stream`` (default stdout; only WARNING and above
-    when ``quiet``; none when ``console`` is false) and to ``log_file`` when given. Calling
+    when ``quiet``; none when ``console`` is false) and to ``log_file`` when given. The file
+    always gets NDJSON; ``stream`` gets one readable line per record when ``style`` is
+    ``text``, or ``auto`` and it is a terminal, else NDJSON too. Calling
     it again replaces the handlers it installed before. Raises ConfigError when the log
     file cannot be opened.
     """
@@ -256,14 +295,16 @@ def configure_logging(
         file_handler = _open_log_file(log_file)
         file_handler.set_name(_HANDLER_PREFIX + "file")
         handlers.append(file_handler)
+    for handler in handlers:
+        handler.setFormatter(formatter)
     if console:
-        console_handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+        target = stream if stream is not None else sys.stdout
+        console_handler = logging.StreamHandler(target)
         console_handler.set_name(_HANDLER_PREFIX + "console")
+        console_handler.setFormatter(TextFormatter() if console_is_text(style, target) else formatter)
         if quiet:
             console_handler.setLevel(logging.WARNING)
         handlers.append(console_handler)
-    for handler in handlers:
-        handler.setFormatter(formatter)
     for name in LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(level)

@@ -20,7 +20,7 @@ import trio
 
 from .errors import ProxyError, UpstreamProtocolError
 from .stream.ndjson import NDJSONDecoder
-from .upstream import status_error, transport_error
+from .upstream import ERROR_BODY_LIMIT, read_capped, remember_client, status_error, transport_error
 
 __all__ = [
     "InstalledModel",
@@ -58,6 +58,8 @@ class ModelDetails:
     capabilities: tuple[str, ...] = ()
     #: the model's trained context length (``<arch>.context_length``); None when not given
     context_length: int | None = None
+    #: the model's chat template (names the markers it calls tools and thinks with)
+    template: str = ""
 
     @property
     def tools(self) -> bool:
@@ -82,15 +84,16 @@ class PullProgress:
     completed: int | None = None
 
 
-def open_admin_client(ollama_url: str, *, connect_timeout: float = 5.0) -> httpx.AsyncClient:
+def open_admin_client(ollama_url: str, *, connect_timeout: float = 5.0, origin: str | None = None) -> httpx.AsyncClient:
     """A short-lived client for admin calls. No read timeout: a pull streams for minutes;
-    callers bound their calls with trio deadlines."""
-    return httpx.AsyncClient(
+    callers bound their calls with trio deadlines. ``origin``: where the URL came from."""
+    client = httpx.AsyncClient(
         base_url=ollama_url,
         timeout=httpx.Timeout(None, connect=connect_timeout, pool=connect_timeout),
         headers={"user-agent": "claude-code-ollama-proxy"},
         trust_env=False,
     )
+    return remember_client(client, origin=origin)
 
 
 def canonical_name(name: str) -> str:
@@ -130,7 +133,7 @@ async def _get_json(client: httpx.AsyncClient, method: str, path: str, **kwargs:
     try:
         response = await client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
-        raise transport_error(exc, url=str(client.base_url), streaming=False) from exc
+        raise transport_error(exc, url=str(client.base_url), streaming=False, client=client) from exc
     if response.status_code != 200:
         model = (kwargs.get("json") or {}).get("model", "")
         raise status_error(response.status_code, response.content, model=model)
@@ -195,6 +198,7 @@ async def show_model(client: httpx.AsyncClient, name: str) -> ModelDetails:
         name=name,
         capabilities=tuple(c for c in capabilities if isinstance(c, str)) if isinstance(capabilities, list) else (),
         context_length=_context_length(data.get("model_info")),
+        template=data["template"] if isinstance(data.get("template"), str) else "",
     )
 
 
@@ -224,14 +228,14 @@ async def pull_model(client: httpx.AsyncClient, name: str, on_progress: Callable
     try:
         async with client.stream("POST", "/api/pull", json={"model": name, "stream": True}) as response:
             if response.status_code != 200:
-                raise status_error(response.status_code, await response.aread(), model=name)
+                raise status_error(response.status_code, await read_capped(response, ERROR_BODY_LIMIT), model=name)
             async with aclosing(response.aiter_bytes()) as chunks:
                 async for data in chunks:
                     for line in decoder.feed(data):
                         success = _handle_pull_line(line, on_progress) or success
             decoder.close()  # raises UpstreamProtocolError for a cut-off last line
     except httpx.HTTPError as exc:
-        raise transport_error(exc, url=str(client.base_url), streaming=False) from exc
+        raise transport_error(exc, url=str(client.base_url), streaming=False, client=client) from exc
     if not success:
         raise UpstreamProtocolError(f"Ollama's pull of {name!r} ended without saying success")
 
@@ -252,3 +256,46 @@ def _handle_pull_line(line: Any, on_progress: Callable[[PullProgress], None]) ->
         )
     )
     return status == "success"
+
+
+#: Where Ollama listens on this machine when nothing says otherwise.
+LOOPBACK_OLLAMA_URL = "http://127.0.0.1:11434"
+
+
+async def settle_container_default(
+    settings: Any, *, loopback: str = LOOPBACK_OLLAMA_URL, timeout: float = 2.0
+) -> Any:
+    """In a container the default Ollama URL is ``host.docker.internal``, which only some
+    runtimes provide (Docker Desktop; Linux with ``--add-host``). When that name does not
+    resolve and Ollama answers on ``loopback`` (``--network host``, or Ollama in the same
+    container), use loopback; the settings' origin says which was chosen and why.
+
+    Settings whose Ollama URL came from anywhere else are returned as they are.
+    """
+    from .config import CONTAINER_DEFAULT
+
+    if settings.origins.get("ollama_url") != CONTAINER_DEFAULT:
+        return settings
+    parts = httpx.URL(settings.ollama_url)
+    resolves = False
+    with trio.move_on_after(timeout):
+        try:
+            resolves = bool(await trio.socket.getaddrinfo(parts.host, parts.port or 80))
+        except OSError:
+            resolves = False
+    if resolves:
+        return settings
+    answers = False
+    with trio.move_on_after(timeout):
+        async with open_admin_client(loopback, connect_timeout=timeout) as client:
+            try:
+                await get_version(client)
+                answers = True
+            except ProxyError:
+                answers = False
+    origins = dict(settings.origins)
+    if answers:
+        origins["ollama_url"] = f"loopback, because {parts.host} (the container default) does not resolve here"
+        return dataclasses.replace(settings, ollama_url=loopback, origins=origins)
+    origins["ollama_url"] = f"the container default; {parts.host} does not resolve here, nor does {loopback} answer"
+    return dataclasses.replace(settings, origins=origins)

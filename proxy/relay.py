@@ -26,13 +26,14 @@ import httpx
 import trio
 
 from .asgi import Receive, Send, send_error, send_json
-from .errors import ProxyError, UpstreamTimeout
+from .errors import ProxyError, ShuttingDown, UpstreamError, UpstreamTimeout
 from .live import RequestWatch
+from .ollama_chat import OllamaChat
 from .protocol.translate import TranslatedRequest, encode_ollama_body
 from .stream.events import Event, Ping, encode_sse
 from .stream.message import MessageBuilder
 from .stream.translator import ResponseTranslator
-from .upstream import chat_url, status_error, transport_error
+from .upstream import ERROR_BODY_LIMIT, read_capped, status_error, transport_error
 
 __all__ = ["RelaySettings", "serve_messages", "wait_for_disconnect"]
 
@@ -40,7 +41,11 @@ log = logging.getLogger("proxy.relay")
 
 #: after Ollama's final chunk, how long the rest of its body may take to arrive
 DRAIN_TIMEOUT = 0.25
-_JSON = {"content-type": "application/json"}
+#: the wait before the one quick retry of a failure before any output: long enough for
+#: Ollama to notice its runner died (or to finish restarting), short enough to go unseen
+CRASH_RETRY_DELAY = 0.5
+#: how long the last word to a client cut by the shutdown may take to send
+SHUTDOWN_NOTICE_TIMEOUT = 1.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,8 +54,10 @@ class RelaySettings:
     idle_timeout: float = 300.0
     commit_grace: float = 1.0
     ping_interval: float = 10.0
-    busy_retries: int = 3
+    busy_retries: int = 1
     busy_retry_window: float = 10.0
+    busy_retry_after: int = 5
+    crash_retries: int = 1
 
 
 class SSESink:
@@ -195,7 +202,9 @@ async def keep_alive(sink: SSESink, settings: RelaySettings) -> None:
 
 def _phase(translator: ResponseTranslator, answered: bool) -> str:
     if not answered:
-        return "queued"  # no status from Ollama yet: queued, loading or prefilling
+        # No byte from Ollama yet: queued, loading the model or prefilling — which one
+        # cannot be told from here (Ollama sends its status with the first chunk).
+        return "waiting for Ollama"
     if not translator.produced_output:
         return "prefill"
     if not translator.done:
@@ -204,7 +213,7 @@ def _phase(translator: ResponseTranslator, answered: bool) -> str:
 
 
 async def relay_upstream(
-    client: httpx.AsyncClient,
+    client: OllamaChat,
     settings: RelaySettings,
     request: TranslatedRequest,
     translator: ResponseTranslator,
@@ -220,23 +229,36 @@ async def relay_upstream(
     Ollama body to send at once (e.g. without ``think`` when Ollama says the model cannot
     think), or None to give the client the error. ``watch`` (the live view) hears of each
     piece that carried output.
+
+    Who retries (docs/STREAMING.md): a failure before any output — a runner crash (a 5xx),
+    Ollama unreachable, a connection lost, an error line — is retried here, quickly, at
+    most ``crash_retries`` times; a busy Ollama (503) ``busy_retries`` - 1 times. Whatever
+    is raised after that is the final answer (see ProxyError.should_retry).
     """
-    url = str(client.base_url)
+    url = client.url
     start = trio.current_time()
     retry_until = start + settings.busy_retry_window
     attempt = 0
+    quick_retries = settings.crash_retries
     with trio.CancelScope(deadline=start + settings.first_content_timeout) as timer:
         while True:
             attempt += 1
+            backoff = 0.0
+            #: a failure that a quick retry may cure, when nothing was produced yet
+            failure: ProxyError | None = None
             try:
                 payload = encode_ollama_body(request)
-                async with client.stream("POST", chat_url(client), content=payload, headers=_JSON) as response:
+                async with client.stream(payload) as response:
                     progress["answered"] = True
+                    progress["ollama_status"] = response.status_code
                     if response.status_code != 200:
-                        body = await response.aread()
-                        error = status_error(response.status_code, body, model=request.ollama["model"])
+                        body = await read_capped(response, ERROR_BODY_LIMIT)
+                        error = status_error(
+                            response.status_code, body, model=request.ollama["model"],
+                            retry_after=settings.busy_retry_after,
+                        )
                         backoff = 0.25 * 2 ** (attempt - 1)
-                        busy = response.status_code == 503
+                        busy = response.status_code in (429, 503)
                         if busy and attempt < settings.busy_retries and trio.current_time() + backoff < retry_until:
                             log.info("Ollama is busy (attempt %d); retrying in %.2f s", attempt, backoff)
                         elif (
@@ -247,13 +269,19 @@ async def relay_upstream(
                             request.ollama.clear()
                             request.ollama.update(revised)
                             backoff = 0
+                        elif response.status_code >= 500 and not busy:
+                            failure = error  # a runner that crashed or could not load
                         else:
                             raise error
                     else:
                         await sink.commit()
                         async with aclosing(response.aiter_bytes()) as chunks:
                             async for data in chunks:
-                                events = translator.feed(data)
+                                try:
+                                    events = translator.feed(data)
+                                except UpstreamError as exc:  # an error line, a bad line
+                                    failure = exc
+                                    break
                                 if translator.produced_output:
                                     now = trio.current_time()
                                     progress.setdefault("first_output_at", now)
@@ -273,14 +301,39 @@ async def relay_upstream(
                                     # http.disconnect, which must not cancel the drain.
                                     progress["responded"] = True
                                     await sink.complete()
+                                    if translator.ended_early:
+                                        return  # a stop sequence or a loop: closing stops Ollama at once
                                     with trio.move_on_after(DRAIN_TIMEOUT):
                                         async for _ in chunks:
                                             pass
                                     return
-                        await sink.emit(translator.end())
-                        return
+                        if failure is None:
+                            try:
+                                await sink.emit(translator.end())
+                                return
+                            except UpstreamError as exc:  # ended before its final chunk
+                                failure = exc
             except httpx.HTTPError as exc:
-                raise transport_error(exc, url=url, streaming=progress["answered"]) from exc
+                failure = transport_error(
+                    exc, url=url, streaming=progress["answered"], produced_output=translator.produced_output,
+                    client=client,
+                )
+                failure.__cause__ = exc
+                if isinstance(exc, httpx.TimeoutException):
+                    quick_retries = 0  # a host that does not answer will not answer sooner
+            if failure is not None:
+                if translator.produced_output or quick_retries <= 0:
+                    if attempt > 1:
+                        failure.message += f" (tried {attempt} times)"
+                    raise failure
+                quick_retries -= 1
+                translator.restart()
+                progress["answered"] = False
+                backoff = CRASH_RETRY_DELAY
+                # INFO: the end record says it once, with "(tried N times)"
+                log.info(
+                    "Ollama failed before any output (%s); retrying once in %.1f s", failure.message, backoff
+                )
             await trio.sleep(backoff)
     if timer.cancelled_caught:
         if translator.produced_output:
@@ -298,7 +351,7 @@ async def serve_messages(
     receive: Receive,
     send: Send,
     *,
-    client: httpx.AsyncClient,
+    client: OllamaChat,
     settings: RelaySettings,
     request: TranslatedRequest,
     translator: ResponseTranslator,
@@ -322,6 +375,45 @@ async def serve_messages(
         sink = JSONSink(send, request_id=request_id, first_events=first, headers=headers)
     progress: dict[str, Any] = {"answered": False, "responded": False, "cancelled": False, "error": None}
 
+    try:
+        await _serve(receive, client, settings, request, translator, request_id, revise_refused, watch, sink, progress)
+    except* trio.Cancelled:
+        # Cancelled from outside the request (a client leaving cancels only the request's
+        # own nursery): the server's graceful shutdown ran out of time. The client gets a
+        # last word (529, or an event: error), shielded and bounded, then the cut.
+        progress["error"] = ShuttingDown()
+        with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_NOTICE_TIMEOUT):
+            await sink.fail(progress["error"], translator)
+        log.warning("request %s cut by the shutdown: %s", request_id, progress["error"].message)
+        raise
+
+    # 499 (nginx's "client closed request"): the client left before any status was sent.
+    progress.setdefault("status", 200 if sink.committed else 499)
+
+    if progress["cancelled"]:
+        log.info(
+            "request %s cancelled by the client during %s after ~%d output tokens;"
+            " the Ollama connection was closed",
+            request_id,
+            progress["phase"],
+            translator.approx_output_tokens,
+        )
+    return progress
+
+
+async def _serve(
+    receive: Receive,
+    client: OllamaChat,
+    settings: RelaySettings,
+    request: TranslatedRequest,
+    translator: ResponseTranslator,
+    request_id: str,
+    revise_refused: Callable[[bytes], dict[str, Any] | None] | None,
+    watch: RequestWatch | None,
+    sink: SSESink | JSONSink,
+    progress: dict[str, Any],
+) -> None:
+    """serve_messages' nursery: the disconnect watcher, the keepalive and the relay."""
     async with trio.open_nursery() as nursery:
 
         async def watch_disconnect() -> None:
@@ -343,7 +435,7 @@ async def serve_messages(
             progress["error"] = exc
             progress["responded"] = True
             progress["status"] = 200 if sink.committed else exc.status
-            log.warning("request %s failed: %s %s", request_id, exc.error_type, exc.message)
+            # No record here: the request's end record (a warning) says what failed, once.
             await sink.fail(exc, translator)
         except Exception as exc:  # a bug of ours: still answer in Anthropic's shape
             log.exception("request %s: internal error", request_id)
@@ -353,16 +445,3 @@ async def serve_messages(
             progress["status"] = 200 if sink.committed else error.status
             await sink.fail(error, translator)
         nursery.cancel_scope.cancel()
-
-    # 499 (nginx's "client closed request"): the client left before any status was sent.
-    progress.setdefault("status", 200 if sink.committed else 499)
-
-    if progress["cancelled"]:
-        log.info(
-            "request %s cancelled by the client during %s after ~%d output tokens;"
-            " the Ollama connection was closed",
-            request_id,
-            progress["phase"],
-            translator.approx_output_tokens,
-        )
-    return progress

@@ -117,6 +117,19 @@ def log_request_end(record: RequestRecord, *, ended: float, outcome: Mapping[str
         verdict = "failed"
     else:
         verdict = "done"
+    error = outcome.get("error")
+    if error is not None and verdict == "failed":
+        # One failure, one record: this one, a warning that says what went wrong.
+        log.warning(
+            "request %s failed: %s in %.2f s: %s: %s",
+            record.request_id,
+            attributes["http.response.status_code"],
+            attributes["proxy.duration_ms"] / 1000,
+            error.error_type,
+            error.message,
+            extra={"event_name": END_EVENT, "attributes": attributes},
+        )
+        return
     log.info(
         "request %s %s: %s in %.2f s, %d in / %d out tokens, stop %s",
         record.request_id,

@@ -6,6 +6,7 @@ import functools
 import logging
 import signal
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 from hypercorn.config import Config
@@ -13,9 +14,11 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .app import ProxyApp
 
-__all__ = ["serve", "hypercorn_config", "wait_for_signal"]
+__all__ = ["serve", "hypercorn_config", "wait_for_signal", "first_signal"]
 
 log = logging.getLogger("proxy.server")
+
+LISTEN_BACKLOG = 1024
 
 
 def hypercorn_config(settings: Any) -> Config:
@@ -27,6 +30,9 @@ def hypercorn_config(settings: Any) -> Config:
     config.graceful_timeout = settings.graceful_timeout
     config.keep_alive_timeout = 75  # Claude Code reuses its connections
     config.h11_max_incomplete_size = 64 * 1024
+    # Hypercorn's default accept queue (100) resets a burst of connections (250 clients
+    # connecting at once: a team, or subagents); the kernel caps it at somaxconn.
+    config.backlog = LISTEN_BACKLOG
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
@@ -35,9 +41,16 @@ def hypercorn_config(settings: Any) -> Config:
 async def wait_for_signal() -> None:
     """Return on SIGTERM or SIGINT: Hypercorn's trigger for a graceful shutdown."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("received %s: shutting down gracefully", signal.Signals(signum).name)
-            return
+        await first_signal(signals)
+
+
+async def first_signal(signals: Any) -> None:
+    """Return at the first signal from ``signals`` (a ``trio.open_signal_receiver``).
+    Open the receiver before the server starts, so a SIGTERM that arrives as soon as the
+    server is up is a graceful shutdown, not the default action (death)."""
+    async for signum in signals:
+        log.info("received %s: shutting down gracefully", signal.Signals(signum).name)
+        return
 
 
 async def serve(
@@ -45,15 +58,18 @@ async def serve(
     *,
     shutdown_trigger: Any = None,
     console_log: bool = True,
+    app: ProxyApp | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the proxy until ``shutdown_trigger`` returns (default: never).
 
     ``task_status.started`` gets the bound URLs (``http://127.0.0.1:PORT``), so
     ``await nursery.start(serve, settings)`` works with port 0. ``console_log=False``
-    keeps log records off stdout (see :class:`~proxy.app.ProxyApp`).
+    keeps log records off stdout (see :class:`~proxy.app.ProxyApp`). ``app``: serve this
+    ProxyApp (made with ``settings``) instead of a new one (the tests inspect it).
     """
-    app = ProxyApp(settings, console_log=console_log)
+    if app is None:
+        app = ProxyApp(settings, console_log=console_log)
 
     async def shut_down_when_triggered() -> None:
         # Hypercorn waits up to graceful_timeout for open connections; live-view
@@ -67,4 +83,6 @@ async def serve(
             functools.partial(hypercorn_serve, app, hypercorn_config(settings), shutdown_trigger=trigger)
         )
         log.info("listening on %s", " ".join(urls))
+        for url in urls:  # the addresses really bound (a name in host may resolve to several)
+            app.note_address(urlsplit(url).hostname or "")
         task_status.started(urls)

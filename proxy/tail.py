@@ -135,7 +135,11 @@ async def tail(
             detail = "" if close is None else f" ({close.code}{' ' + close.reason if close.reason else ''})"
             reason = f"the proxy closed the feed{detail}"
         except (HandshakeError, OSError, trio.TooSlowError) as exc:
-            reason = f"cannot connect ({type(exc).__name__}: {exc})" if str(exc) else f"cannot connect ({type(exc).__name__})"
+            if _refused(exc):
+                reason = "connection refused — is the proxy running? (`make run`)"
+            else:
+                cause = exc.__cause__ if isinstance(exc, HandshakeError) and exc.__cause__ else exc
+                reason = f"cannot connect ({type(cause).__name__}: {cause})" if str(cause) else f"cannot connect ({type(cause).__name__})"
         except ValueError as exc:  # a message that is not JSON: not our proxy
             reason = f"the feed sent something that is not JSON ({exc})"
         if not announced:
@@ -143,6 +147,18 @@ async def tail(
             announced = True
         await trio.sleep(delay)
         delay = min(MAX_RETRY, delay * 2)
+
+
+def _refused(error: BaseException | None, depth: int = 0) -> bool:
+    """True when ``error`` (a HandshakeError, trio's OSError, their causes and exception
+    groups) comes down to a refused connection: nothing listens there."""
+    if error is None or depth > 8:
+        return False
+    if isinstance(error, ConnectionRefusedError):
+        return True
+    if isinstance(error, BaseExceptionGroup) and any(_refused(e, depth + 1) for e in error.exceptions):
+        return True
+    return _refused(error.__cause__, depth + 1)
 
 
 def _rejection_message(target: str, exc: ConnectionRejected) -> str:

@@ -8,12 +8,17 @@ for the boundary to render.
 from __future__ import annotations
 
 import json
+import re
 import weakref
+from contextlib import aclosing
+from typing import TypeVar
 
 import httpx
 import trio
 
+from .protocol.bounded import clip
 from .errors import (
+    PoolExhausted,
     ProxyError,
     UpstreamBadRequest,
     UpstreamBusy,
@@ -24,60 +29,107 @@ from .errors import (
     UpstreamUnreachable,
 )
 
-__all__ = ["open_client", "chat_url", "status_error", "transport_error", "probe_version", "CHAT_PATH"]
+__all__ = [
+    "open_client", "status_error", "transport_error", "probe_version", "read_capped",
+    "remember_client", "url_origin", "pool_limit", "CHAT_PATH", "ERROR_BODY_LIMIT",
+]
 
 CHAT_PATH = "/api/chat"
-
-#: client → (its base_url, the chat URL made from it)
-_chat_urls: weakref.WeakKeyDictionary[httpx.AsyncClient, tuple[httpx.URL, httpx.URL]] = weakref.WeakKeyDictionary()
-
-
-def chat_url(client: httpx.AsyncClient) -> httpx.URL:
-    """The absolute URL of Ollama's ``/api/chat`` for ``client``, made once per base URL.
-
-    The same URL httpx makes of ``CHAT_PATH`` (under the base URL's path), but httpx
-    parses a relative URL and its join again on every request: ~35 µs of the time to
-    first token, which a ready httpx.URL skips.
-    """
-    base = client.base_url
-    known = _chat_urls.get(client)
-    if known is None or known[0] is not base:
-        known = _chat_urls[client] = (base, client.build_request("POST", CHAT_PATH).url)
-    return known[1]
+#: bytes of an Ollama error body read (its ``{"error": "…"}`` is a line; the rest is dropped)
+ERROR_BODY_LIMIT = 64 * 1024
+#: characters of Ollama's error text passed on to the client and the log
+ERROR_TEXT_LIMIT = 1000
 
 
-def open_client(ollama_url: str, *, connect_timeout: float) -> httpx.AsyncClient:
-    """The one client for Ollama, opened in the ASGI lifespan.
+async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``response``'s body; the rest is never read (closing the
+    response drops the connection)."""
+    parts: list[bytes] = []
+    size = 0
+    async with aclosing(response.aiter_bytes()) as chunks:
+        async for data in chunks:
+            parts.append(data)
+            size += len(data)
+            if size >= limit:
+                break
+    return b"".join(parts)[:limit]
+
+
+_C = TypeVar("_C")
+
+#: client → where its Ollama URL came from (``from OLLAMA_HOST``…), for the error hints
+_origins: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+#: client → its connection limit (for the message when every connection stays busy)
+_pool_limits: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
+
+
+def remember_client(client: _C, *, origin: str | None, max_connections: int | None = None) -> _C:
+    """Note where ``client``'s Ollama URL came from (see :func:`proxy.config.describe_source`)
+    and how many connections it may open, for the messages of :func:`transport_error`.
+    ``client``: the admin httpx client or the chat client (:mod:`proxy.ollama_chat`)."""
+    if origin:
+        _origins[client] = origin
+    if max_connections is not None:
+        _pool_limits[client] = max_connections
+    return client
+
+
+def url_origin(client: object) -> str:
+    return _origins.get(client, "")
+
+
+def pool_limit(client: object) -> int | None:
+    """The connection limit ``client`` was opened with (None: not told)."""
+    return _pool_limits.get(client)
+
+
+def open_client(
+    ollama_url: str, *, connect_timeout: float, origin: str | None = None, max_connections: int = 256
+) -> httpx.AsyncClient:
+    """The client for Ollama's admin calls, opened in the ASGI lifespan (``/api/chat`` has
+    its own, :mod:`proxy.ollama_chat`).
 
     Only the connect step has an httpx timeout: reads are bounded by the relay, which knows
     whether it is waiting for the first token (minutes of prefill) or between two chunks.
     """
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         base_url=ollama_url,
         timeout=httpx.Timeout(None, connect=connect_timeout, pool=connect_timeout),
-        # Generous: Claude Code runs side requests and subagents in parallel.
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=32),
+        # Generous by default: Claude Code runs side requests and subagents in parallel.
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(32, max_connections)),
         headers={"user-agent": "claude-code-ollama-proxy"},
         trust_env=False,  # an HTTP(S)_PROXY meant for the internet must not catch localhost
     )
+    return remember_client(client, origin=origin, max_connections=max_connections)
+
+
+_ERROR_START = re.compile(r'\{\s*"error"\s*:\s*"((?:[^"\\]|\\.){0,%d})' % ERROR_TEXT_LIMIT)
 
 
 def _ollama_message(body: bytes) -> str:
+    """Ollama's error text, cut to ERROR_TEXT_LIMIT characters."""
     text = body.decode("utf-8", "replace").strip()
     try:
         parsed = json.loads(text)
     except ValueError:
-        return text or "(empty body)"
+        cut = _ERROR_START.match(text)  # {"error": "… cut at ERROR_BODY_LIMIT
+        if cut is not None:
+            try:
+                return clip(json.loads(f'"{cut.group(1)}"'), ERROR_TEXT_LIMIT)
+            except ValueError:
+                pass
+        return clip(text, ERROR_TEXT_LIMIT) if text else "(empty body)"
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-        return parsed["error"]
-    return text
+        return clip(parsed["error"], ERROR_TEXT_LIMIT)
+    return clip(text, ERROR_TEXT_LIMIT)
 
 
-def status_error(status: int, body: bytes, *, model: str) -> UpstreamError:
+def status_error(status: int, body: bytes, *, model: str, retry_after: int = 5) -> UpstreamError:
     """Map a non-200 answer of Ollama's ``/api/chat`` to the error the client should see.
 
     ``body`` is the raw response body (Ollama sends ``{"error": "…"}``); ``model`` is the
-    Ollama model that was asked for.
+    Ollama model that was asked for; ``retry_after`` is the wait, in seconds, a client
+    is told when Ollama is busy (the one failure left to the client to retry).
     """
     message = _ollama_message(body)
     if status == 404:
@@ -88,24 +140,51 @@ def status_error(status: int, body: bytes, *, model: str) -> UpstreamError:
     if status == 400:
         return UpstreamBadRequest(f"Ollama rejected the request for {model!r}: {message}")
     if status in (429, 503):
-        return UpstreamBusy(f"Ollama is busy: {message}", headers={"retry-after": "5"})
-    return UpstreamError(f"Ollama answered HTTP {status}: {message}")
+        return UpstreamBusy(f"Ollama is busy: {message}", headers={"retry-after": str(retry_after)})
+    return UpstreamError(
+        f"Ollama answered HTTP {status} for {model!r}: {message}. If its model runner crashed,"
+        " `ollama ps` and Ollama's log say why (often: the model and its context do not fit in"
+        " memory; try a smaller model or a lower max_num_ctx)."
+    )
 
 
-def transport_error(exc: Exception, *, url: str, streaming: bool) -> ProxyError:
-    """Map an httpx failure. ``streaming``: whether Ollama had already answered 200."""
+def _connections(limit: int | None) -> str:
+    if limit is None:
+        return "connections"
+    return f"{limit} connection" + ("" if limit == 1 else "s")
+
+
+def transport_error(
+    exc: Exception, *, url: str, streaming: bool, produced_output: bool = True,
+    client: httpx.AsyncClient | None = None,
+) -> ProxyError:
+    """Map an httpx failure. ``streaming``: whether Ollama had already answered 200;
+    ``produced_output``: whether its answer had carried any output yet; ``client``: the
+    client that failed, whose connection limit (for a pool timeout) and URL origin
+    (``from OLLAMA_HOST``, said in the hint) the message names."""
     if isinstance(exc, ProxyError):
         return exc
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)) and not streaming:
+    if isinstance(exc, httpx.PoolTimeout):
+        limit = pool_limit(client) if client is not None else None
+        return PoolExhausted(
+            f"the proxy's own limit of {_connections(limit)} to Ollama was reached: every one stayed"
+            " busy with other requests for the whole pool timeout (connect_timeout). Retry, or"
+            " raise the limit with PROXY_OLLAMA_CONNECTIONS (ollama_connections)",
+            headers={"retry-after": "5"},
+        )
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) and not streaming:
+        origin = url_origin(client) if client is not None else ""
+        came_from = f" (the URL is {origin})" if origin else ""
         return UpstreamUnreachable(
-            f"Cannot reach Ollama at {url} ({type(exc).__name__}: {exc or 'no detail'})."
-            " Start it with `ollama serve`, or point the proxy at it with PROXY_OLLAMA_URL."
+            f"Cannot reach Ollama at {url}{came_from}: {type(exc).__name__}: {exc or 'no detail'}."
+            " Start it with `ollama serve`, or point the proxy at it with --ollama-url or PROXY_OLLAMA_URL."
         )
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeout(f"Ollama at {url} timed out: {exc or type(exc).__name__}")
     if streaming:
+        where = "mid-stream" if produced_output else "before its first token"
         return UpstreamProtocolError(
-            f"Ollama's connection broke mid-stream ({type(exc).__name__}: {exc or 'no detail'})"
+            f"Ollama's connection broke {where} ({type(exc).__name__}: {exc or 'no detail'})"
         )
     return UpstreamProtocolError(
         f"Ollama at {url} closed the connection before answering ({type(exc).__name__}: {exc or 'no detail'})"

@@ -7,14 +7,19 @@ install with ``--ignore-scripts`` and run the platform binary directly.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CLAUDE_CODE_VERSION", "claude_code_binary", "claude_code_env"]
+import trio
+from trio_websocket import open_websocket_url
+
+__all__ = ["CLAUDE_CODE_VERSION", "claude_code_binary", "claude_code_env", "is_agent_turn", "run_watching_feed"]
 
 #: The version the fixtures in tests/data/claude-code/ were captured from.
 CLAUDE_CODE_VERSION = "2.1.328"
@@ -80,3 +85,35 @@ def claude_code_env(base_url: str, home: Path) -> dict[str, str]:
         CLAUDE_CODE_ATTRIBUTION_HEADER="0",
     )
     return env
+
+
+def is_agent_turn(record: Any) -> bool:
+    """Claude Code's main loop offers tools; its side requests (titles, …) do not.
+    ``record``: a request the fake Ollama recorded."""
+    return bool(record.body and record.body.get("tools"))
+
+
+async def run_watching_feed(
+    command: list[str], *, cwd: Path, env: dict[str, str], proxy_url: str, timeout: float
+) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Run Claude Code's ``command`` to its end (stdin closed, output captured) while
+    listening to the proxy's live feed; return the finished process and the feed's events.
+    Fails the test (trio.TooSlowError) after ``timeout`` seconds."""
+    feed: list[dict] = []
+
+    async def watch_feed(task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with open_websocket_url(proxy_url.replace("http://", "ws://") + "/v1/events") as ws:
+            task_status.started()
+            while True:
+                feed.append(json.loads(await ws.get_message()))
+
+    with trio.fail_after(timeout):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(watch_feed)
+            result = await trio.run_process(
+                command, cwd=cwd, env=env, capture_stdout=True, capture_stderr=True, check=False,
+                stdin=subprocess.DEVNULL,
+            )
+            await trio.sleep(0.2)  # the last events are on their way
+            nursery.cancel_scope.cancel()
+    return result, feed

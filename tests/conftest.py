@@ -11,8 +11,10 @@ import anthropic
 import pytest
 import trio
 
+from proxy.app import ProxyApp
 from proxy.config import load_settings
 from proxy.server import serve
+from tests.claude_code import claude_code_binary
 from tests.fake_ollama import FakeOllama, Model
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "claude-code"
@@ -28,6 +30,8 @@ MODELS = [
 class RunningProxy:
     url: str
     settings: Any
+    #: the served application, for tests that check its internal state (bounded tables)
+    app: ProxyApp
 
     def client(self, **kwargs: Any) -> anthropic.Anthropic:
         """A synchronous SDK client (run it with ``trio.to_thread.run_sync``). No retries:
@@ -57,10 +61,11 @@ def start_proxy(
         values = {"host": "127.0.0.1", "port": 0, "ollama_url": fake_ollama.url, "log_level": "DEBUG"}
         values.update(overrides)
         settings = load_settings(values, environ={}, read_config_file=False)
+        app = ProxyApp(settings)
         urls = await nursery.start(
-            functools.partial(serve, settings, shutdown_trigger=shutdown_trigger)
+            functools.partial(serve, settings, shutdown_trigger=shutdown_trigger, app=app)
         )
-        return RunningProxy(url=urls[0], settings=settings)
+        return RunningProxy(url=urls[0], settings=settings, app=app)
 
     return start
 
@@ -68,3 +73,14 @@ def start_proxy(
 @pytest.fixture
 async def proxy(start_proxy: Callable[..., Awaitable[RunningProxy]]) -> RunningProxy:
     return await start_proxy()
+
+
+@pytest.fixture(scope="session")
+def claude_bin():
+    """The real Claude Code binary (installed from npm into .cache/ on first use)."""
+    try:
+        return claude_code_binary()
+    except RuntimeError as exc:  # no npm, or the registry is unreachable
+        # A failure, not a skip: a run that never started the real client proved nothing
+        # about it. README says what `make test` needs (npm) and fetches.
+        pytest.fail(f"{exc}\n(make test needs npm to fetch Claude Code into .cache/; see README)")

@@ -43,7 +43,7 @@ import json
 import re
 import socket
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeAlias
 
 import h11
@@ -51,7 +51,7 @@ import trio
 
 __all__ = [
     "FakeOllama", "Model", "Recorded", "Disconnect",
-    "Action", "Status", "Chunk", "Line", "Raw", "Sleep", "Stall", "Reset", "Close",
+    "Action", "Status", "Chunk", "Line", "Raw", "Burst", "Await", "Sleep", "Stall", "Reset", "Close",
     "text_stream", "tool_call", "check_script",
 ]
 
@@ -151,6 +151,22 @@ class Raw:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Burst:
+    """Several lines, each its own HTTP chunk (as Ollama writes a token), all in one socket
+    write: what a reader finds when tokens come faster than it reads."""
+
+    actions: tuple[Chunk | Line | Raw, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Await:
+    """Wait for ``until()`` (an async callable) before the next action: lockstep with the
+    test, e.g. "until the proxy has written the previous chunk"."""
+
+    until: Callable[[], Awaitable[Any]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Sleep:
     """Pause (``trio.sleep``, so a MockClock drives it)."""
 
@@ -174,8 +190,8 @@ class Close:
     stream, or no response at all when nothing was sent yet. Nothing may follow it."""
 
 
-Action: TypeAlias = Status | Chunk | Line | Raw | Sleep | Stall | Reset | Close
-_CONTENT = (Chunk, Line, Raw)
+Action: TypeAlias = Status | Chunk | Line | Raw | Burst | Await | Sleep | Stall | Reset | Close
+_CONTENT = (Chunk, Line, Raw, Burst)
 _TERMINAL = (Stall, Reset, Close)
 
 
@@ -260,6 +276,8 @@ class Model:
     parameter_size: str | None = None
     quantization_level: str = "Q4_K_M"
     size: int = 5_000_000_000
+    #: the chat template /api/show returns (None: a generic one naming no tool-call markers)
+    template: str | None = None
 
     @property
     def architecture(self) -> str:
@@ -456,6 +474,7 @@ class FakeOllama:
         self.on_chat: Callable[[Recorded, int], Iterable[Action]] | None = None
         self._queue: list[list[Action]] = []
         self._connections_seen = 0
+        self._idle: set[trio.SocketStream] = set()
         self._chats_seen = 0
         self._changed = trio.Event()
 
@@ -487,6 +506,19 @@ class FakeOllama:
         await self.wait_until(lambda: len(self.disconnects) >= count)
         return self.disconnects[count - 1]
 
+    @property
+    def idle_connections(self) -> int:
+        """Connections waiting for their next request."""
+        return len(self._idle)
+
+    async def close_idle_connections(self) -> int:
+        """Close every connection waiting for its next request, as a server's idle timeout
+        does (the client is not told): return how many were closed."""
+        idle, self._idle = list(self._idle), set()
+        for stream in idle:
+            await stream.aclose()
+        return len(idle)
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
@@ -510,7 +542,12 @@ class FakeOllama:
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
-                received = await self._read_request(stream, conn)
+                self._idle.add(stream)
+                self._notify()
+                try:
+                    received = await self._read_request(stream, conn)
+                finally:
+                    self._idle.discard(stream)
                 if received is None:
                     return
                 ending = await self._respond(stream, conn, *received, connection_id)
@@ -658,7 +695,7 @@ class FakeOllama:
         await self._send_json(stream, conn, 200, {
             "modelfile": f"FROM {model.name}\n",
             "parameters": "",
-            "template": "{{- range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}",
+            "template": model.template if model.template is not None else "{{- range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}",
             "details": model.details(),
             "model_info": {
                 "general.architecture": arch,
@@ -782,6 +819,9 @@ class FakeOllama:
             elif isinstance(action, Sleep):
                 run.activity = "sleep"
                 await trio.sleep(action.seconds)
+            elif isinstance(action, Await):
+                run.activity = "sleep"
+                await action.until()
             elif isinstance(action, Stall):
                 run.activity = "stall"
                 await trio.sleep_forever()
@@ -789,6 +829,12 @@ class FakeOllama:
                 return _Ending.RESET
             elif isinstance(action, Close):
                 return _Ending.CLOSE
+            elif isinstance(action, Burst):
+                if not run.head_sent:
+                    await self._send_head(stream, conn, run, Status(200))
+                pieces = [self._body_bytes(a, run.model) for a in action.actions]
+                await stream.send_all(b"".join(conn.send(h11.Data(data=p)) or b"" for p in pieces))
+                run.body_bytes += sum(map(len, pieces))
             else:
                 if not run.head_sent:
                     await self._send_head(stream, conn, run, Status(200))

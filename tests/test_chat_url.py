@@ -1,26 +1,24 @@
-"""The chat URL made once per client (proxy/upstream.py) is the one httpx makes of CHAT_PATH."""
+"""The chat client's request line and Host header (proxy/ollama_chat.py) are the ones httpx
+makes of CHAT_PATH under the Ollama URL: a base path, IPv6, default ports."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
-from proxy.upstream import CHAT_PATH, chat_url, open_client
+from proxy.ollama_chat import OllamaChat
+from proxy.upstream import CHAT_PATH, open_client
 
 
-@pytest.mark.parametrize(
-    "base", ["http://127.0.0.1:11434", "http://ollama.lan:11434/", "http://gw:8080/ollama", "http://[::1]:11434"]
-)
-def test_the_chat_url_is_the_url_httpx_makes_of_the_chat_path(base):
-    client = open_client(base, connect_timeout=1)
-    made = client.build_request("POST", chat_url(client), content=b"{}")
-    expected = client.build_request("POST", CHAT_PATH, content=b"{}")
-    assert str(made.url) == str(expected.url)
-    assert made.headers.multi_items() == expected.headers.multi_items()
-    assert chat_url(client) is chat_url(client)
-
-
-def test_a_new_base_url_gets_a_new_chat_url():
-    client = open_client("http://127.0.0.1:11434", connect_timeout=1)
-    assert str(chat_url(client)) == "http://127.0.0.1:11434/api/chat"
-    client.base_url = "http://127.0.0.1:9999/v2"
-    assert str(chat_url(client)) == "http://127.0.0.1:9999/v2/api/chat"
+@pytest.mark.parametrize("base", [
+    "http://127.0.0.1:11434", "http://ollama.lan:11434/", "http://gw:8080/ollama", "http://[::1]:11434",
+    "http://ollama.lan", "https://ollama.example:443/v2/", "https://user:p%40ss@ollama.example/",
+])
+def test_the_request_line_and_host_are_the_ones_httpx_makes(base):
+    expected = open_client(base, connect_timeout=1).build_request("POST", CHAT_PATH, content=b"{}")
+    chat = OllamaChat(base, connect_timeout=1)
+    headers = dict(chat._headers)
+    assert chat.target.decode() == expected.url.raw_path.decode()
+    assert headers[b"host"].decode() == expected.headers["host"]
+    if "@" in base:
+        assert headers[b"authorization"].decode() == httpx.BasicAuth("user", "p@ss")._auth_header

@@ -18,6 +18,7 @@ from proxy.config import (
     SETTINGS,
     Setting,
     config_file_defaults,
+    describe_source,
     is_loopback_host,
     load_settings,
     running_in_container,
@@ -160,17 +161,29 @@ def test_a_log_file_that_cannot_be_opened_exits_2(in_tmp, capsys):
 # -- --init -------------------------------------------------------------------------------
 
 
-def test_init_writes_every_key_with_its_default(in_tmp, capsys):
+def test_init_writes_every_key_with_its_default_but_does_not_pin_the_ollama_url(in_tmp, capsys):
     assert cli.main(["--init"]) == 0
     data = json.loads((in_tmp / "proxy.config.json").read_text())
-    assert list(data) == [s.name for s in SETTINGS]
-    assert data == config_file_defaults()
+    assert list(data) == [s.name for s in SETTINGS if s.name != "ollama_url"]
+    assert data == {k: v for k, v in config_file_defaults().items() if k != "ollama_url"}
     assert data["api_key"] is None and data["quiet"] is False and data["model_map"] == {}
-    # and the file it wrote loads to the defaults, every value from the file
+    # and the file it wrote loads to the defaults, every value but the URL from the file
     settings = load_settings(environ={})
-    assert all(source == "file" for source in settings.sources.values())
-    assert {s.name: getattr(settings, s.name) for s in SETTINGS} == data
-    assert "proxy.config.json" in capsys.readouterr().out
+    assert {n for n, source in settings.sources.items() if source != "file"} == {"ollama_url"}
+    assert {s.name: getattr(settings, s.name) for s in SETTINGS if s.name != "ollama_url"} == data
+    out = capsys.readouterr().out
+    assert "proxy.config.json" in out and "ollama_url left out" in out
+    # so OLLAMA_HOST still decides after --init, as it did before
+    after = load_settings(environ={"OLLAMA_HOST": "gpu-box:11500"}, in_container=False)
+    assert (after.ollama_url, describe_source(after, "ollama_url")) == ("http://gpu-box:11500", "from OLLAMA_HOST")
+
+
+def test_init_pins_the_ollama_url_when_it_is_given(in_tmp):
+    assert cli.main(["--init", "--ollama-url", "http://gpu-box:11434"]) == 0
+    assert json.loads((in_tmp / "proxy.config.json").read_text())["ollama_url"] == "http://gpu-box:11434"
+    settings = load_settings(environ={"OLLAMA_HOST": "elsewhere:1"})
+    assert (settings.ollama_url, describe_source(settings, "ollama_url")) == (
+        "http://gpu-box:11434", "from proxy.config.json")
 
 
 def test_init_refuses_to_overwrite_without_force(in_tmp, capsys):
@@ -196,11 +209,15 @@ def test_init_takes_the_flags_given_with_it(in_tmp):
     assert cli.main(["--init", "--port", "nope"]) == 2
 
 
-def test_init_in_a_container_writes_the_container_default(tmp_path):
-    for in_container, url in ((True, CONTAINER_OLLAMA_URL), (False, "http://127.0.0.1:11434")):
+def test_init_in_a_container_leaves_the_url_to_the_container_default(tmp_path):
+    for in_container in (True, False):
         path = tmp_path / f"{in_container}.json"
         cli.write_initial_config(path, {}, force=False, in_container=in_container)
-        assert json.loads(path.read_text())["ollama_url"] == url
+        assert "ollama_url" not in json.loads(path.read_text())
+        settings = load_settings(environ={}, config_path=path, in_container=in_container)
+        expected = CONTAINER_OLLAMA_URL if in_container else "http://127.0.0.1:11434"
+        origin = "the container default" if in_container else "the default"
+        assert (settings.ollama_url, describe_source(settings, "ollama_url")) == (expected, origin)
 
 
 # -- container detection ------------------------------------------------------------------
@@ -235,16 +252,35 @@ def test_is_loopback_host(host, loopback):
     assert is_loopback_host(host) is loopback
 
 
-@pytest.mark.parametrize(("host", "api_key", "warned"), [("0.0.0.0", None, True), ("0.0.0.0", "k", False),
-                                                        ("127.0.0.1", None, False)])
-async def test_binding_beyond_loopback_without_a_key_warns(caplog, host, api_key, warned):
-    settings = load_settings({"host": host, "api_key": api_key}, environ={}, read_config_file=False)
+@pytest.mark.parametrize(
+    ("served_at", "api_key", "warned"),
+    [("0.0.0.0", None, True), ("192.168.1.5", None, True), ("0.0.0.0", "k", False), ("127.0.0.1", None, False)],
+)
+async def test_serving_beyond_loopback_without_a_key_warns_once(caplog, served_at, api_key, warned):
+    # The host setting says loopback; the address the requests arrive at (the ASGI scope's
+    # server, as under plain `hypercorn --bind 0.0.0.0:3000`) decides.
+    settings = load_settings({"host": "127.0.0.1", "api_key": api_key}, environ={}, read_config_file=False)
     app = ProxyApp(settings, console_log=False)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"host", b"127.0.0.1:3000")],
+             "server": (served_at, 3000), "query_string": b""}
     with caplog.at_level(logging.WARNING, logger="proxy"):
         await app.startup()
+        for _ in range(3):
+            await app(scope, receive, send)
         await app.shutdown()
-    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("without an API key" in m for m in messages) is warned
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200] * 3
+    messages = [r.getMessage() for r in caplog.records if "without an API key" in r.getMessage()]
+    assert len(messages) == (1 if warned else 0)
+    if warned:
+        assert served_at in messages[0]
 
 
 # -- splitting off `claude …` -------------------------------------------------------------

@@ -216,16 +216,16 @@ async def test_recent_requests_and_errors_come_from_the_snapshot(fake_ollama, pr
             ok = await client.post(proxy.url + "/v1/messages", json={**BODY, "stream": False})
             missing = await client.post(proxy.url + "/v1/messages", json=BODY)
             refused = await client.post(proxy.url + "/v1/messages", json={"model": "claude-x", "messages": []})
-        assert (ok.status_code, missing.status_code, refused.status_code) == (200, 404, 400)
+        assert (ok.status_code, missing.status_code, refused.status_code) == (200, 400, 400)
         page = await open_dashboard(browser, proxy)
         await page.wait_for("document.querySelectorAll('#request-rows tr').length === 3")
         shown = await rows(page)
     ids = [ok.headers["request-id"], missing.headers["request-id"], refused.headers["request-id"]]
     assert list(shown) == ids[::-1]  # newest first
     assert shown[ids[0]]["state"] == "ok" and shown[ids[0]]["in"] == "77" and shown[ids[0]]["out"] == "3"
-    assert shown[ids[1]]["state"] == "error" and shown[ids[1]]["http"] == "404"
+    assert shown[ids[1]]["state"] == "error" and shown[ids[1]]["http"] == "400"
     assert shown[ids[2]]["state"] == "error" and shown[ids[2]]["model"] == "claude-x"
-    assert [shown[i]["status"] for i in ids] == ["200 · end_turn", "not_found_error · 404", "invalid_request_error · 400"]
+    assert [shown[i]["status"] for i in ids] == ["200 · end_turn", "invalid_request_error · 400", "invalid_request_error · 400"]
     assert await counts(page) == {"live": 0, "done": 1, "cancelled": 0, "errors": 2, "repairs": 0, "dropped": 0}
 
 
@@ -320,3 +320,69 @@ async def test_a_screenshot_is_a_png_of_the_page(fake_ollama, proxy, browser):
     width, height, pixels = png_size_and_pixels(data)
     assert (width, height) == (1280, 800)  # the page's viewport
     assert len(set(pixels)) > 16  # not a blank image
+
+
+# -- trouble in plain sight, and charts that read well --------------------------------------
+
+
+async def test_an_unreachable_ollama_is_said_above_everything(start_proxy, browser):
+    with trio.socket.socket() as probe:  # a port where nothing listens
+        await probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    proxy = await start_proxy(ollama_url=dead)
+    with trio.fail_after(30):
+        page = await open_dashboard(browser, proxy)
+        await page.wait_for("document.getElementById('ollama-status').dataset.reachable === 'false'")
+        shown = await page.evaluate(
+            "(() => { const el = document.getElementById('ollama-status'); const box = el.getBoundingClientRect();"
+            " return {visible: el.offsetParent !== null, text: el.innerText, top: box.top, height: box.height,"
+            " role: el.getAttribute('role'), charts: document.querySelector('.charts').getBoundingClientRect().top}; })()"
+        )
+    assert shown["visible"] and shown["height"] > 10 and shown["role"] == "alert"
+    assert shown["top"] < shown["charts"]  # above the charts and the table, not in a tooltip
+    assert shown["text"] == (
+        f"Ollama unreachable. Ollama at {dead} (from --ollama-url) does not answer: every request fails"
+        " until it does. Start it with `ollama serve`, or point the proxy at it with --ollama-url."
+    )
+
+
+async def test_a_reachable_ollama_shows_no_warning(fake_ollama, proxy, browser):
+    with trio.fail_after(20):
+        page = await page_after_one_answer(browser, proxy, fake_ollama)
+        await page.wait_for("document.getElementById('ollama-status').dataset.reachable === 'true'")
+        assert await page.evaluate("document.getElementById('ollama-status').offsetParent") is None
+
+
+def chart(name: str, field: str) -> str:
+    return f"JSON.parse(document.getElementById('chart-{name}').dataset.{field} || 'null')"
+
+
+async def test_empty_charts_have_a_readable_scale(proxy, browser):
+    with trio.fail_after(20):
+        page = await open_dashboard(browser, proxy)
+        await page.wait_for("document.getElementById('chart-ttft').dataset.yLabels !== undefined")
+        ttft, tps = await page.evaluate(f"[{chart('ttft', 'yLabels')}, {chart('tps', 'yLabels')}]")
+    assert ttft == ["0 ms", "1 s", "2 s"]
+    assert tps == ["0", "25", "50"]
+
+
+async def test_requests_close_together_stay_apart_and_labels_read_well(fake_ollama, proxy, browser):
+    # Four answers within a fraction of a second, at made-up rates Ollama reports.
+    for evals in (40, 41, 80, 3):
+        fake_ollama.script_chat(text_stream("ok", eval_count=evals))
+    with trio.fail_after(30):
+        page = await open_dashboard(browser, proxy)
+        async with httpx.AsyncClient(timeout=10) as client:
+            for _ in range(4):
+                assert (await client.post(proxy.url + "/v1/messages", json=BODY)).status_code == 200
+        await page.wait_for("document.getElementById('chart-tps-figure').dataset.points === '4'")
+        await page.wait_for("document.getElementById('chart-ttft-figure').dataset.points === '4'")
+        tps_labels, ttft_labels, xs, x_labels = await page.evaluate(
+            f"[{chart('tps', 'yLabels')}, {chart('ttft', 'yLabels')}, {chart('tps', 'xs')}, {chart('tps', 'xLabels')}]"
+        )
+        width = await page.evaluate("document.getElementById('chart-tps').clientWidth")
+    assert len(set(tps_labels)) == 3 and len(set(ttft_labels)) == 3  # three distinct ticks
+    assert not any(label.endswith(".0") for label in tps_labels + ttft_labels)
+    assert tps_labels[0] == "0" and ttft_labels[0] == "0 ms"
+    assert sorted(xs) == xs and min(b - a for a, b in zip(xs, xs[1:])) >= width / 8  # apart, in order
+    assert len(x_labels) == len(set(x_labels)) >= 1  # one time, not the same time twice

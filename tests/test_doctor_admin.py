@@ -10,10 +10,10 @@ import pytest
 import trio
 
 from proxy import admin_commands
-from proxy.config import load_settings
+from proxy.config import describe_source, load_settings
 from proxy.doctor import Check, Facts, Verdict, evaluate, exit_code, model_roles, render_table
 from proxy.errors import ProxyError
-from proxy.ollama_admin import PullProgress, canonical_name, parse_version, pull_model
+from proxy.ollama_admin import PullProgress, canonical_name, parse_version, pull_model, settle_container_default
 from tests.fake_ollama import Model
 
 CLAUDE = lambda name: "/usr/local/bin/claude"  # noqa: E731 - `which` stand-ins
@@ -46,7 +46,7 @@ async def test_healthy(fake_ollama):
     code, checks, table = await run_doctor(settings)
     assert code == 0
     assert line(checks, f"Ollama at {fake_ollama.url}") == {
-        "check": f"Ollama at {fake_ollama.url}", "verdict": "ok", "detail": "reachable, version 0.12.6", "fix": ""}
+        "check": f"Ollama at {fake_ollama.url}", "verdict": "ok", "detail": "reachable, version 0.12.6; this URL is from --ollama-url", "fix": ""}
     assert line(checks, "qwen3-coder:30b (default, sonnet, opus)")["verdict"] == "ok"
     assert line(checks, "qwen3-coder:30b tool calling")["verdict"] == "ok"
     assert line(checks, "qwen3-coder:30b context")["detail"] == "262144 tokens"
@@ -105,12 +105,35 @@ async def test_haiku_only_shortcomings_are_warnings(fake_ollama):
     assert code == 0
 
 
-@pytest.mark.parametrize(("length", "verdict"), [(8192, "fail"), (40960, "warn"), (65536, "ok")])
-async def test_context_length_thresholds(fake_ollama, length, verdict):
+@pytest.mark.parametrize(
+    ("length", "settings", "verdict", "fix"),
+    [
+        (8192, {}, "fail", "use a model with at least 65536"),
+        (40960, {}, "info", "qwen3-coder:30b"),  # works: Claude Code compacts when it fills
+        (65536, {}, "ok", ""),
+        # the settings cap what the model could take: the fix is the setting, not the model
+        (131072, {"max_num_ctx": 16384}, "fail", "raise max_num_ctx / num_ctx to at least 32768"),
+        (131072, {"max_num_ctx": 40960}, "warn", "raise max_num_ctx / num_ctx (the model takes 131072)"),
+        (131072, {"num_ctx": 65536}, "ok", ""),
+    ],
+)
+async def test_context_length_thresholds(fake_ollama, length, settings, verdict, fix):
     fake_ollama.models.append(Model("sized:1b", capabilities=("completion", "tools", "thinking"), context_length=length))
-    code, checks, _ = await run_doctor(settings_for(fake_ollama.url, default_model="sized:1b"))
-    assert line(checks, "sized:1b context")["verdict"] == verdict
+    code, checks, _ = await run_doctor(settings_for(fake_ollama.url, default_model="sized:1b", **settings))
+    found = line(checks, "sized:1b context")
+    assert found["verdict"] == verdict
+    assert fix in found["fix"]
     assert code == (1 if verdict == "fail" else 0)
+
+
+async def test_the_readme_path_reads_ready(fake_ollama):
+    """The README's own path (qwen3:8b, the default model, pulled; Claude Code installed;
+    no proxy running yet) is healthy: no failure, no warning, and each note says what to do."""
+    code, checks, table = await run_doctor(settings_for(fake_ollama.url))
+    assert code == 0
+    assert [c["check"] for c in checks if c["verdict"] in ("warn", "fail")] == []
+    assert table.rstrip().endswith("ready.")
+    assert "qwen3-coder:30b" in line(checks, "qwen3:8b context")["fix"]
 
 
 async def test_old_ollama_is_a_warning(fake_ollama):
@@ -253,3 +276,48 @@ async def test_pull_errors():
         await pull_with([{"status": "pulling manifest"}], tty=False)
     with pytest.raises(ProxyError, match="Ollama answered HTTP 500"):
         await pull_with([{"error": "boom"}], tty=False, status=500)
+
+
+# -- the container default, and where the URL came from -------------------------------------
+
+
+def container_settings(url: str = "http://host.docker.invalid:11434"):
+    """Settings as a container gets them when nothing names Ollama's URL (the name given
+    here does not resolve anywhere: .invalid is reserved)."""
+    import dataclasses
+
+    settings = load_settings({"host": "127.0.0.1", "port": 0}, environ={}, read_config_file=False, in_container=True)
+    assert describe_source(settings, "ollama_url") == "the container default"
+    return dataclasses.replace(settings, ollama_url=url)
+
+
+async def test_the_container_default_falls_back_to_loopback_when_its_name_does_not_resolve(fake_ollama):
+    with trio.fail_after(20):
+        settled = await settle_container_default(container_settings(), loopback=fake_ollama.url)
+    assert settled.ollama_url == fake_ollama.url
+    origin = describe_source(settled, "ollama_url")
+    assert origin == "loopback, because host.docker.invalid (the container default) does not resolve here"
+    code, checks, _ = await run_doctor(settled)
+    assert line(checks, f"Ollama at {fake_ollama.url}")["detail"].endswith(f"this URL is {origin}")
+
+
+async def test_the_container_default_is_kept_and_explained_when_loopback_is_silent():
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with trio.fail_after(20):
+        settled = await settle_container_default(container_settings(), loopback=dead)
+    assert settled.ollama_url == "http://host.docker.invalid:11434"
+    origin = describe_source(settled, "ollama_url")
+    assert origin == f"the container default; host.docker.invalid does not resolve here, nor does {dead} answer"
+    code, checks, _ = await run_doctor(settled)
+    assert code == 1
+    assert line(checks, "Ollama at http://host.docker.invalid:11434")["detail"].endswith(origin)
+
+
+async def test_a_resolving_container_default_and_any_configured_url_are_left_alone(fake_ollama):
+    resolving = container_settings("http://localhost:1")  # resolves: kept, even if nothing answers
+    with trio.fail_after(20):
+        assert await settle_container_default(resolving, loopback=fake_ollama.url) is resolving
+        configured = settings_for("http://host.docker.invalid:11434")  # from --ollama-url: never replaced
+        assert await settle_container_default(configured, loopback=fake_ollama.url) is configured

@@ -148,7 +148,9 @@ async def test_model_map_and_pass_through(fake_ollama, start_proxy):
 @pytest.mark.parametrize(
     "status, body, exc_type, error_type, words",
     [
-        (404, {"error": "model 'qwen3:8b' not found"}, anthropic.NotFoundError, "not_found_error", "ollama pull qwen3:8b"),
+        # a 400, not a 404: Claude Code replaces a 404's message with its own (docs/STREAMING.md)
+        (404, {"error": "model 'qwen3:8b' not found"}, anthropic.BadRequestError, "invalid_request_error",
+         "ollama pull qwen3:8b"),
         (400, {"error": "registry.ollama.ai/library/qwen3:8b does not support tools"}, anthropic.BadRequestError,
          "invalid_request_error", "does not support tools"),
         (500, {"error": "llama runner process has terminated"}, anthropic.InternalServerError, "api_error",
@@ -157,14 +159,19 @@ async def test_model_map_and_pass_through(fake_ollama, start_proxy):
 )
 async def test_ollama_errors_keep_their_meaning(fake_ollama, proxy, status, body, exc_type, error_type, words):
     fake_ollama.script_chat([Status(status, body=body)])
+    fake_ollama.script_chat([Status(status, body=body)])  # for the proxy's one quick retry of a 5xx
     with trio.fail_after(20):
         with pytest.raises(exc_type) as caught:
             await trio.to_thread.run_sync(
                 lambda: stream_final(proxy.client(), model="claude-x", max_tokens=5, messages=USER)
             )
-    assert caught.value.status_code == status
+    assert caught.value.status_code == (400 if status == 404 else status)
     assert caught.value.body["error"]["type"] == error_type
     assert words in caught.value.body["error"]["message"]
+    # The answer is final: the client is told not to send it again.
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    # Only a crash (a 5xx) is worth the proxy's one quick retry.
+    assert len(fake_ollama.chat_requests) == (2 if status >= 500 else 1)
 
 
 async def test_busy_ollama_becomes_overloaded_after_retries(fake_ollama, start_proxy):
@@ -183,7 +190,23 @@ async def test_busy_ollama_becomes_overloaded_after_retries(fake_ollama, start_p
     assert len(fake_ollama.chat_requests) == 2
 
 
-async def test_busy_then_free_is_retried_transparently(fake_ollama, proxy):
+async def test_busy_is_left_to_the_client_with_retry_after(fake_ollama, start_proxy):
+    """By default the client retries a busy Ollama (Claude Code shows it), not the proxy too."""
+    proxy = await start_proxy(busy_retry_after=2)
+    fake_ollama.script_chat([Status(503, body={"error": "server busy"})])
+    with trio.fail_after(20):
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            await trio.to_thread.run_sync(
+                lambda: proxy.client().messages.create(model="claude-x", max_tokens=5, messages=USER)
+            )
+    assert caught.value.status_code == 529
+    assert caught.value.response.headers["retry-after"] == "2"
+    assert "x-should-retry" not in caught.value.response.headers
+    assert len(fake_ollama.chat_requests) == 1
+
+
+async def test_busy_then_free_is_retried_transparently(fake_ollama, start_proxy):
+    proxy = await start_proxy(busy_retries=2)
     fake_ollama.script_chat([Status(503, body={"error": "server busy"})])
     fake_ollama.script_chat(text_stream("second try"))
     with trio.fail_after(20):
@@ -279,7 +302,8 @@ async def test_routes_probes_and_unknown_paths(fake_ollama, proxy):
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
     assert health.status_code == 200
-    assert health.json()["ollama"] == {"url": fake_ollama.url, "reachable": True, "version": fake_ollama.version}
+    assert health.json()["ollama"] == {"url": fake_ollama.url, "url_origin": "from --ollama-url", "reachable": True,
+                                       "version": fake_ollama.version}
     assert count.status_code == 200 and 300 < count.json()["input_tokens"] < 1500
     assert fake_ollama.chat_requests == []  # count_tokens is answered locally
 

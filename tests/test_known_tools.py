@@ -92,13 +92,23 @@ def test_tools_that_differ_only_in_json_are_not_mistaken_for_each_other():
         b"", b"{", b"}", b"[1, 2]", b'"text"', b"null", b"{}", b" {} ", b'{"a": 1,}', b'{"a" 1}', b'{a: 1}',
         b'{"tools": [1, 2}', b'{"tools": [1]} extra', b'{"a": 1}}', b"\xef\xbb\xbf{\"a\": 1}", b"\xff\xfe\xfd",
         b'{"tools": [1], "tools": 2}', b'{"tools": 2, "tools": [3]}', b'{"tools": "[1]"}',
-        b' {\n "tools" :\t[ {"a": NaN} ] } ', b'{"tools": [{"a": "\x01"}]}',
+        b' {\n "tools" :\t[ {"a": 1.5e3} ] } ', b'{"tools": [{"a": "\x01"}]}',
     ],
 )
 def test_a_body_parses_or_fails_exactly_as_json_loads(raw):
     cache = ToolsCache()
     for _ in range(2):  # also once the tools are cached
         assert repr(outcome(lambda: parse_request_body(raw, cache)[0])) == repr(outcome(lambda: json.loads(raw)))
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e400"])
+@pytest.mark.parametrize("where", [b'{"tools": [{"a": %s}]}', b'{"temperature": %s}', b"[%s]"])
+def test_numbers_json_has_not_are_refused_where_json_loads_would_take_them(number, where):
+    # Python's parser accepts NaN and Infinity and reads 1e999 as inf; JSON has none of
+    # them and Ollama's body could not carry them.
+    raw = where % number
+    with pytest.raises(ValueError, match="finite"):
+        parse_request_body(raw, ToolsCache())
 
 
 def test_a_repeated_tools_key_recognizes_the_last_one():
@@ -124,8 +134,10 @@ def test_tools_that_cannot_be_encoded_fail_as_before():
     cache = ToolsCache()
     raw = b'{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],' \
           b' "tools": [{"name": "t", "input_schema": {"type": "object", "x": NaN}}]}'
+    # parse_request_body refuses NaN now; the encoder must still refuse it on its own.
+    body = json.loads(raw)
+    known = cache.add(json.dumps(body["tools"]), body["tools"])
     for _ in range(2):
-        body, known = parse_request_body(raw, cache)
         request = translate_request(validate_request(body), ollama_model="m", known_tools=known)
         with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
             encode_ollama_body(request)

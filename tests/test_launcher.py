@@ -84,6 +84,9 @@ async def test_in_process_proxy_environment_arguments_and_exit_code(fake_ollama,
     assert env["CLAUDE_CODE_SUBAGENT_MODEL"] == "qwen3:8b"
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     assert env["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "0"
+    # auto mode's check runs through the proxy, on the model-map entry claude-auto-mode
+    assert env["CLAUDE_CODE_AUTO_MODE_SERVER"] == "0"
+    assert env["CLAUDE_CODE_AUTO_MODE_MODEL"] == "claude-auto-mode"
     assert env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "40960"  # qwen3:8b's context length in the fake
     assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "40960"
     assert env["HOME"] == str(tmp_path)  # the rest of the environment passes through
@@ -216,7 +219,9 @@ def real_claude():
     try:
         return claude_code_binary()
     except RuntimeError as exc:  # no npm, or the registry is unreachable
-        pytest.skip(str(exc))
+        # A failure, not a skip: a run that never started the real client proved nothing
+        # about it. README says what `make test` needs (npm) and fetches.
+        pytest.fail(f"{exc}\n(make test needs npm to fetch Claude Code into .cache/; see README)")
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ async def read_until(stream: httpx.Response, marker: bytes) -> bytes:
     "script, hang_up_after, phase",
     [
         # queued/loading: Ollama has not even answered with a status; hang up before the commit
-        ([Stall()], None, "queued"),
+        ([Stall()], None, "waiting for Ollama"),
         # prefill: Ollama answered 200 but no token yet
         ([Status(200), Stall()], b"message_start", "prefill"),
         # mid-stream
@@ -205,8 +205,8 @@ async def test_fast_failure_keeps_its_status_within_the_grace_period(fake_ollama
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             response = await client.post("/v1/messages", json=BODY)
-    assert response.status_code == 404
-    assert response.json()["error"]["type"] == "not_found_error"
+    assert response.status_code == 400  # a missing model is a 400: see UpstreamModelNotFound
+    assert response.json()["error"]["type"] == "invalid_request_error"
 
 
 async def test_failure_after_the_commit_is_an_error_event(fake_ollama, start_proxy, autojump_clock):
@@ -219,7 +219,7 @@ async def test_failure_after_the_commit_is_an_error_event(fake_ollama, start_pro
                 raw = b"".join([chunk async for chunk in response.aiter_raw()])
     events = sse_events(raw)
     assert [n for n, _ in events] == ["message_start", "error"]
-    assert events[-1][1]["error"]["type"] == "not_found_error"
+    assert events[-1][1]["error"]["type"] == "invalid_request_error"
     assert "ollama pull qwen3:8b" in events[-1][1]["error"]["message"]
 
 

@@ -17,7 +17,7 @@ import wsproto
 import wsproto.events
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from tests.fake_ollama import Chunk, Sleep, Stall, Status, text_stream, tool_call
+from tests.fake_ollama import Chunk, Model, Sleep, Stall, Status, text_stream, tool_call
 from tests.test_e2e_sdk import WRITE_TOOL
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
@@ -152,8 +152,24 @@ async def test_a_repaired_tool_call_is_a_repair_event(fake_ollama, proxy):
             finished = await viewer.until(lambda e: e["type"] == "finished")
     repairs = [e for e in viewer.events if e["type"] == "repair"]
     assert len(repairs) == 1 and repairs[0]["tool"] == "Write" and repairs[0]["repairs"] == 1
+    assert repairs[0]["dialect"] is None  # a native call
     assert any("file_path" in change for change in repairs[0]["changes"])
     assert finished["repairs"] == 1 and finished["stop_reason"] == "tool_use"
+
+
+async def test_a_call_printed_as_text_is_a_repair_event_naming_its_dialect(fake_ollama, proxy):
+    printed = '[TOOL_CALLS]Write[ARGS]{"file_path": "/tmp/a.py", "content": "x"}'
+    fake_ollama.script_chat(text_stream(printed))
+    with trio.fail_after(15):
+        async with open_websocket_url(ws_url(proxy)) as ws:
+            viewer = Viewer(ws)
+            await viewer.next()
+            response = await post(proxy, {**BODY, "tools": [WRITE_TOOL]})
+            assert response.status_code == 200
+            await viewer.until(lambda e: e["type"] == "finished")
+    repairs = [e for e in viewer.events if e["type"] == "repair"]
+    assert [(r["tool"], r["dialect"]) for r in repairs] == [("Write", "mistral")]
+    assert repairs[0]["changes"] == ["recovered a call the model printed as text (mistral)"]
 
 
 async def test_an_ollama_error_and_a_refused_request_are_error_events(fake_ollama, proxy):
@@ -164,13 +180,13 @@ async def test_an_ollama_error_and_a_refused_request_are_error_events(fake_ollam
             await viewer.next()
             upstream = await post(proxy, BODY)
             refused = await post(proxy, {"model": "claude-x", "messages": []})
-            assert (upstream.status_code, refused.status_code) == (404, 400)
+            assert (upstream.status_code, refused.status_code) == (400, 400)
             await viewer.until(lambda e: e["type"] == "finished" and e["request_id"] == refused.headers["request-id"])
     errors = {e["request_id"]: e for e in viewer.events if e["type"] == "error"}
     finished = {e["request_id"]: e for e in viewer.events if e["type"] == "finished"}
     first = errors[upstream.headers["request-id"]]
-    assert first["status"] == 404 and first["error_type"] == "not_found_error" and "not found" in first["message"]
-    assert finished[upstream.headers["request-id"]]["status"] == 404
+    assert first["status"] == 400 and first["error_type"] == "invalid_request_error" and "not found" in first["message"]
+    assert finished[upstream.headers["request-id"]]["status"] == 400
     second = errors[refused.headers["request-id"]]
     assert second["status"] == 400 and "max_tokens" in second["message"]
     assert finished[refused.headers["request-id"]]["model"] == "claude-x"
@@ -247,11 +263,14 @@ async def _drain(stream: trio.SocketStream, ws: wsproto.WSConnection, until_seq:
 
 
 async def test_a_viewer_that_never_reads_loses_old_events_and_delays_no_request(fake_ollama, start_proxy):
-    proxy = await start_proxy(events_buffer=4, log_level="WARNING")
+    # A long Ollama model name (the operator's model map may name anything; a client's
+    # model is at most 512 characters) makes every started/finished event ~32 KB, so the
+    # stuck viewer's socket fills after a handful and its buffer of 4 must overflow.
+    long_name = "big-" + "x" * 32_000
+    fake_ollama.models.append(Model(long_name))
+    proxy = await start_proxy(events_buffer=4, log_level="WARNING", model_map={"claude-big": long_name})
     stuck, stuck_ws = await _open_stuck_viewer(proxy)
-    # Long model names make every started/finished event ~32 KB, so the stuck viewer's
-    # socket fills after a handful and its buffer of 4 must overflow.
-    big = {**BODY, "model": "claude-" + "x" * 32_000, "stream": False}
+    big = {**BODY, "model": "claude-big", "stream": False}
     with trio.fail_after(60):
         async with open_websocket_url(ws_url(proxy), max_message_size=1 << 20) as ws:
             reader = Viewer(ws)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -250,12 +251,12 @@ async def test_end_record_of_a_failed_request(fake_ollama, start_proxy, tmp_path
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             response = await client.post("/v1/messages", json={**BODY, "stream": False})
-    assert response.status_code == 404
+    assert response.status_code == 400
     (end,) = await wait_for_event(log_file, "proxy.request.end")
     a = end["Attributes"]
-    assert a["http.response.status_code"] == 404
+    assert a["http.response.status_code"] == 400
     assert a["proxy.stream"] is False
-    assert a["error.type"] == "not_found_error"
+    assert a["error.type"] == "invalid_request_error"
     assert "ollama pull qwen3:8b" in a["proxy.error_message"]
     assert a["proxy.time_to_first_token_ms"] is None
     assert a["proxy.stop_reason"] is None
@@ -326,3 +327,97 @@ async def test_info_level_has_no_bodies(fake_ollama, start_proxy, tmp_path):
             await client.post("/v1/messages", json={**BODY, "stream": False})
     await wait_for_event(log_file, "proxy.request.end")
     assert not by_event(read_records(log_file), "proxy.request.body")
+
+
+# -- one failure, one record; the start-up warning; readable lines on a terminal -----------
+
+
+async def test_an_ollama_404_is_one_record(fake_ollama, start_proxy, tmp_path):
+    """Before: the capability lookup, the relay and the end record each logged it."""
+    log_file = tmp_path / "proxy.log"
+    proxy = await start_proxy(log_file=str(log_file), model_map=["sonnet=missing:1b"])
+    fake_ollama.script_chat([Status(404, body={"error": "model 'missing:1b' not found"})])
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            response = await client.post("/v1/messages", json={**BODY, "stream": False})
+    assert response.status_code == 400  # Claude Code shows a 400's message (issue 16)
+    (end,) = await wait_for_event(log_file, "proxy.request.end")
+    records = read_records(log_file)
+    about_it = [r for r in records if "missing:1b" in r["Body"] and r["SeverityNumber"] >= 9
+                and r.get("EventName") != "proxy.request.start"]
+    assert about_it == [end]
+    assert (end["SeverityText"], end["Attributes"]["error.type"]) == ("WARNING", "invalid_request_error")
+    assert "failed: 400" in end["Body"] and "ollama pull missing:1b" in end["Body"]
+    assert [r for r in records if r["SeverityNumber"] >= 13] == [end]
+
+
+async def test_an_unreachable_ollama_is_one_warning_at_start_up(start_proxy, tmp_path):
+    log_file = tmp_path / "proxy.log"
+    with trio.socket.socket() as probe:  # a port where nothing listens
+        await probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    proxy = await start_proxy(log_file=str(log_file), ollama_url=dead)
+    records = read_records(log_file)
+    warnings = [r for r in records if r["SeverityNumber"] >= 13]
+    assert len(warnings) == 1
+    assert dead in warnings[0]["Body"] and "from --ollama-url" in warnings[0]["Body"]
+    assert "ollama serve" in warnings[0]["Body"]
+    assert warnings[0]["Attributes"]["proxy.ollama_url_origin"] == "from --ollama-url"
+    # the request that then fails says so in its own record, naming the URL's origin
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            response = await client.post("/v1/messages", json={**BODY, "stream": False})
+    assert response.status_code == 502
+    assert "the URL is from --ollama-url" in response.json()["error"]["message"]
+    (end,) = await wait_for_event(log_file, "proxy.request.end")
+    assert len([r for r in read_records(log_file) if r["SeverityNumber"] >= 13]) == 2  # no third
+    assert end["SeverityText"] == "WARNING"
+
+
+async def test_a_reachable_ollama_gets_no_start_up_warning(fake_ollama, start_proxy, tmp_path):
+    log_file = tmp_path / "proxy.log"
+    await start_proxy(log_file=str(log_file))
+    records = read_records(log_file)
+    assert [r["Body"] for r in records if r["SeverityNumber"] >= 13] == []
+    (ready,) = [r for r in records if r["Body"].startswith("proxy ready")]
+    assert f"Ollama at {fake_ollama.url} (from --ollama-url)" in ready["Body"]
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("stream", "style", "text"),
+    [(FakeTTY, "auto", True), (io.StringIO, "auto", False), (FakeTTY, "json", False), (io.StringIO, "text", True)],
+)
+def test_console_format_follows_the_terminal_unless_chosen(tmp_path, stream, style, text):
+    console = stream()
+    log_file = tmp_path / "proxy.log"
+    configure_logging("INFO", log_file=str(log_file), stream=console, style=style)
+    with request_context("req_abc"):
+        logging.getLogger("proxy.test").warning("Ollama said %s", "no")
+    line = console.getvalue()
+    if text:
+        assert re.fullmatch(r"\d\d:\d\d:\d\d WARNING  Ollama said no \[req_abc\]\n", line)
+    else:
+        assert json.loads(line)["Body"] == "Ollama said no"
+    # the file is NDJSON whatever the console shows
+    (record,) = read_records(log_file)
+    assert record["Attributes"]["proxy.request_id"] == "req_abc"
+
+
+def test_a_text_line_names_an_exception_and_an_error_keeps_its_traceback():
+    console = FakeTTY()
+    configure_logging("INFO", stream=console, style="auto")
+    logger = logging.getLogger("proxy.test")
+    for level in (logging.WARNING, logging.ERROR):
+        try:
+            raise ValueError("bad thing")
+        except ValueError:
+            logger.log(level, "it broke", exc_info=True)
+    warning, error = console.getvalue().split("\n", 1)
+    assert warning.endswith("WARNING  it broke (ValueError: bad thing)")
+    assert error.splitlines()[0].endswith("ERROR    it broke (ValueError: bad thing)")
+    assert "Traceback (most recent call last)" in error

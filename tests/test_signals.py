@@ -83,3 +83,59 @@ async def test_sigterm_cancels_a_stream_after_the_grace_period(fake_ollama):
             if process.returncode is None:
                 process.kill()
     assert b"message_stop" not in body
+
+
+async def test_a_hypercorn_worker_exits_when_its_parent_is_killed(fake_ollama, tmp_path):
+    """``hypercorn proxy.app:app``: SIGKILL the parent; its worker notices and stops serving."""
+    import os
+
+    env = {**os.environ, "PROXY_OLLAMA_URL": fake_ollama.url}
+    env = {k: v for k, v in env.items() if not k.startswith("PROXY_") or k == "PROXY_OLLAMA_URL"}
+    command = [sys.executable, "-m", "hypercorn", "proxy.app:app", "--worker-class", "trio",
+               "--bind", "127.0.0.1:0", "--workers", "1"]
+    with trio.fail_after(40):
+        process = await trio.lowlevel.open_process(
+            command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            seen: list[bytes] = []
+            while not (found := re.search(rb"Running on (http://127\.0\.0\.1:\d+)", b"".join(seen))):
+                data = await process.stdout.receive_some(4096)
+                assert data, b"".join(seen).decode()
+                seen.append(data)
+            url = found.group(1).decode()
+            async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+                assert (await client.get("/")).status_code == 200
+            children = open(f"/proc/{process.pid}/task/{process.pid}/children").read().split()
+            workers = [int(pid) for pid in children]
+            assert workers, "hypercorn started no worker process"
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+            # The worker is gone within a few checks, and the port no longer answers.
+            for _ in range(100):
+                if not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in workers):
+                    break
+                await trio.sleep(0.1)
+            else:
+                raise AssertionError(f"worker(s) {workers} still running after their parent was killed")
+            async with httpx.AsyncClient(base_url=url, timeout=2) as client:
+                try:
+                    await client.get("/")
+                    raise AssertionError("the port still answers")
+                except httpx.TransportError:
+                    pass
+        finally:
+            if process.returncode is None:
+                process.kill()
+            for pid in open(f"/proc/{process.pid}/task/{process.pid}/children").read().split() if os.path.exists(f"/proc/{process.pid}") else []:
+                os.kill(int(pid), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """False for a process that is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False

@@ -97,26 +97,33 @@ def test_a_printed_call_and_held_text_after_it_both_reach_the_client():
     message, _ = run(line('<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>\n'),
                      line("then {", done=True))
     assert message["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}},
-                                  {"type": "text", "text": "then {"}]
+                                  {"type": "text", "text": "\nthen {"}]
 
 
 @pytest.mark.parametrize(
-    "value, expected",
+    "key, value, expected",
     [
-        ("100", 100),  # JSON that parses is the value it parses to
-        (" 100 ", 100),
-        ("-1.5", -1.5),
-        ("true", True),
-        ('{"a": [1]}', {"a": [1]}),
-        ("null", None),
-        ("/tmp/a b.txt", "/tmp/a b.txt"),  # not JSON: the text itself
-        ("100 lines", "100 lines"),
+        # a parameter the schema types is coerced to that type (the schema repair's job)
+        ("limit", "100", 100),
+        ("limit", " 100 ", 100),
+        ("options", '{"a": [1]}', {"a": [1]}),
+        # what does not fit the type stays the model's text: never null, never dropped
+        ("limit", "null", "null"),
+        ("limit", "-1.5", "-1.5"),
+        ("limit", "100 lines", "100 lines"),
+        # a parameter the schema does not type is the printed text, exactly
+        ("anything", "100", "100"),
+        ("anything", " 100 ", " 100 "),
+        ("anything", "true", "true"),
+        ("anything", "null", "null"),
+        ("anything", '{"a": [1]}', '{"a": [1]}'),
+        ("anything", "/tmp/a b.txt", "/tmp/a b.txt"),
     ],
 )
-def test_a_printed_parameter_value_reaches_the_tool_as_json_or_text(value, expected):
-    printed = f"<function=Read><parameter=anything>{value}</parameter></function>"
+def test_a_printed_parameter_value_reaches_the_tool_typed_by_the_schema_or_as_text(key, value, expected):
+    printed = f"<function=Read><parameter={key}>{value}</parameter></function>"
     message, _ = run(line(printed), line("", done=True))
-    assert message["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"anything": expected}}]
+    assert message["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {key: expected}}]
 
 
 def test_printed_parameters_are_coerced_to_the_schema():
@@ -268,8 +275,9 @@ def test_every_repaired_or_recovered_call_is_counted_and_logged():
     t.feed(line(tool_calls=[{"function": {"name": "Bash", "arguments": {"command": "pwd"}}}]))
     t.feed(line("", done=True))
     assert t.repairs == 2
-    assert t.repair_log == [("Bash", ("recovered a call the model printed as text",)),
-                            ("Bash", ("renamed tool 'bash' to 'Bash'",))]
+    # each entry names the dialect the call was printed in ("" for Ollama's own tool_calls)
+    assert t.repair_log == [("Bash", ("recovered a call the model printed as text (hermes)",), "hermes"),
+                            ("Bash", ("renamed tool 'bash' to 'Bash'",), "")]
 
 
 def test_a_stream_cut_before_the_final_chunk_reports_no_counts():

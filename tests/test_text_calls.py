@@ -21,7 +21,8 @@ SAMPLES = [
     ("function-tag-json", f"<function=Bash>{json.dumps(BASH)}</function>", [("call", "Bash", json.dumps(BASH))]),
     ("function-tag-parameters", "<function=Write>\n<parameter=file_path>\n/tmp/a.txt\n</parameter>\n"
      "<parameter=content>\nhi {there}\n\n</parameter>\n</function>",
-     [("call", "Write", {"file_path": "/tmp/a.txt", "content": "hi {there}"})]),
+     # the template's layout is one newline after <parameter=…> and one before </parameter>
+     [("call", "Write", {"file_path": "/tmp/a.txt", "content": "hi {there}\n"})]),
     ("bare-json", f'Running: {json.dumps({"name": "Bash", "arguments": BASH})}',
      [("text", "Running: "), ("call", "Bash", BASH)]),
     ("bare-parameters", json.dumps({"name": "bash", "parameters": BASH}), [("call", "Bash", BASH)]),
@@ -109,3 +110,29 @@ async def test_no_tools_offered_means_text_stays_text(fake_ollama, proxy):
         message = await trio.to_thread.run_sync(lambda: proxy.client().messages.create(
             model="claude-opus-5-5", max_tokens=9, messages=[{"role": "user", "content": "go"}]))
     assert message.content[0].text == printed
+
+
+BASH_TOOL = {"name": "Bash", "description": "run", "input_schema": {
+    "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}
+EXAMPLES = [
+    # A call shown as an example in prose: Claude Code would run it if it became a tool_use.
+    'To call a tool, a model prints `{"name": "Bash", "arguments": {"command": "ls"}}` in its answer.',
+    'Models print `<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>` to call Bash.',
+    'An example:\n```python\nreply = {"name": "Bash", "arguments": {"command": "rm -rf /tmp/x"}}\n```\nThat is all.',
+    'The call {"name": "Bash", "arguments": {"command": "ls"}} would list the files.',
+]
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+async def test_a_call_shown_as_an_example_stays_text_byte_for_byte(fake_ollama, proxy, example):
+    fake_ollama.script_chat([Chunk(content=example[i : i + 4]) for i in range(0, len(example), 4)]
+                            + text_stream("", eval_count=9))
+    with trio.fail_after(20):
+        def call():
+            with proxy.client().messages.stream(model="claude-opus-5-5", max_tokens=99, tools=[BASH_TOOL],
+                                                messages=[{"role": "user", "content": "how do tools work?"}]) as stream:
+                return stream.get_final_message()
+        message = await trio.to_thread.run_sync(call)
+    assert [b.type for b in message.content] == ["text"]
+    assert message.content[0].text == example
+    assert message.stop_reason == "end_turn"

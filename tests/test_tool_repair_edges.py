@@ -151,7 +151,7 @@ def test_a_repaired_call_reaches_the_client_healed_and_is_logged(caplog):
     assert translator.repairs == 1
     expected = ("renamed tool 'tool' to 'Tool'", "renamed parameter 'txt' to 'text'",
                 "coerced 'limit' from str to int", "coerced 'text' from int to str")
-    assert translator.repair_log == [("Tool", expected)]
+    assert translator.repair_log == [("Tool", expected, "")]  # "": Ollama's own tool_calls, no printed dialect
     assert [r.getMessage() for r in caplog.records] == ["repaired tool call Tool: " + "; ".join(expected)]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from proxy.errors import RequestError
-from proxy.protocol.translate import BILLING_HEADER_PREFIX, translate_request, validate_request
+from proxy.protocol.translate import BILLING_HEADER_PREFIX, encode_ollama_body, translate_request, validate_request
 from tests.conftest import FIXTURES
 
 FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
@@ -147,7 +147,9 @@ def test_user_and_assistant_turns_alternate(captured):
 
 def test_tools_become_function_tools(captured):
     ollama = translated(captured)
-    client_tools = [t for t in captured["tools"] if t.get("type") in (None, "custom")]
+    # Deferred tools (Claude Code's DeferredToolPlaceholder) wait for a tool_reference.
+    client_tools = [t for t in captured["tools"] if t.get("type") in (None, "custom") and not t.get("defer_loading")]
+    assert "DeferredToolPlaceholder" not in {t["function"]["name"] for t in ollama["tools"]}
     assert len(ollama["tools"]) == len(client_tools)
     for ours, theirs in zip(ollama["tools"], client_tools):
         assert ours == {
@@ -164,7 +166,7 @@ def test_max_tokens_thinking_and_model(captured):
     assert request.ollama["think"] is True  # the captures ask for adaptive thinking
     assert request.ollama["stream"] is True
     assert request.stream is captured["stream"]
-    assert set(request.tools) == {t["name"] for t in captured["tools"]}
+    assert set(request.tools) == {t["name"] for t in captured["tools"] if not t.get("defer_loading")}
 
 
 def test_result_is_json_and_the_request_is_untouched(captured):
@@ -421,7 +423,8 @@ def test_no_tools_means_no_tools_key():
 
 def test_sampling_options():
     b = body(stop_sequences=["</answer>", "\n\nHuman:"], temperature=0.2, top_p=0.9, top_k=40)
-    assert translated(b)["options"] == {"num_predict": 1024, "stop": ["</answer>", "\n\nHuman:"], "temperature": 0.2, "top_p": 0.9, "top_k": 40}
+    # stop_sequences are matched by the proxy, so that the answer can say which one matched
+    assert translated(b)["options"] == {"num_predict": 1024, "temperature": 0.2, "top_p": 0.9, "top_k": 40}
 
 
 def test_only_max_tokens_when_nothing_else_is_given():
@@ -519,3 +522,59 @@ def test_invalid_fields_are_named(b, field):
         validate_request(b)
     assert excinfo.value.status == 400
     assert excinfo.value.message.startswith(f"{field}:")
+
+
+# --- deferred tools (ToolSearch) ----------------------------------------------------------
+
+WEB_FETCH = {"name": "WebFetch", "description": "Fetch a URL", "defer_loading": True,
+             "input_schema": {"type": "object", "properties": {"url": {"type": "string"}}}}
+TOOL_SEARCH = {"name": "ToolSearch", "description": "Load deferred tools",
+               "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}}}
+
+
+def _search_round(references: list[dict]) -> list[dict]:
+    return [
+        {"role": "user", "content": "fetch example.com"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "ToolSearch",
+                                           "input": {"query": "select:WebFetch"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": references}]},
+    ]
+
+
+def test_a_deferred_tool_is_offered_once_a_tool_reference_loaded_it():
+    before = {"model": "claude-x", "max_tokens": 100, "tools": [TOOL_SEARCH, WEB_FETCH],
+              "messages": [{"role": "user", "content": "fetch example.com"}]}
+    offered = [t["function"]["name"] for t in translate_request(validate_request(before), ollama_model="m").ollama["tools"]]
+    assert offered == ["ToolSearch"]
+    after = {**before, "messages": _search_round([{"type": "tool_reference", "tool_name": "WebFetch"}])}
+    request = translate_request(validate_request(after), ollama_model="m")
+    assert [t["function"]["name"] for t in request.ollama["tools"]] == ["ToolSearch", "WebFetch"]
+    assert "WebFetch" in request.tools
+    tool_message = next(m for m in request.ollama["messages"] if m["role"] == "tool")
+    assert tool_message["content"] == "Loaded the tool WebFetch: now in your tool list; call them directly."
+    assert tool_message["tool_name"] == "ToolSearch"
+
+
+def test_tool_references_with_text_name_every_loaded_tool():
+    body = {"model": "claude-x", "max_tokens": 100, "tools": [TOOL_SEARCH, WEB_FETCH],
+            "messages": _search_round([{"type": "text", "text": "2 matches"},
+                                       {"type": "tool_reference", "tool_name": "WebFetch"},
+                                       {"type": "tool_reference", "tool_name": "WebSearch"}])}
+    tool_message = next(m for m in translated(body)["messages"] if m["role"] == "tool")
+    assert tool_message["content"] == (
+        "2 matches\n\nLoaded the tools WebFetch, WebSearch: now in your tool list; call them directly."
+    )
+
+
+def test_cached_tools_follow_what_each_request_loaded():
+    from proxy.protocol.known_tools import ToolsCache, parse_request_body
+
+    cache = ToolsCache()
+    loaded = {"model": "claude-x", "max_tokens": 100, "tools": [TOOL_SEARCH, WEB_FETCH],
+              "messages": _search_round([{"type": "tool_reference", "tool_name": "WebFetch"}])}
+    fresh = {**loaded, "messages": [{"role": "user", "content": "hi"}]}
+    for body, expected in ((fresh, ["ToolSearch"]), (loaded, ["ToolSearch", "WebFetch"]), (fresh, ["ToolSearch"])):
+        parsed, known = parse_request_body(json.dumps(body).encode(), cache)
+        request = translate_request(validate_request(parsed), ollama_model="m", known_tools=known)
+        assert [t["function"]["name"] for t in request.ollama["tools"]] == expected
+        assert json.loads(encode_ollama_body(request))["tools"] == request.ollama["tools"]

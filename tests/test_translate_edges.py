@@ -620,13 +620,17 @@ def test_system_messages_first_or_last_become_reminders():
 
 @pytest.mark.parametrize("known", [False, True])
 def test_a_nan_is_never_sent_to_ollama(known):
-    # validate_request refuses a NaN temperature; one inside a tool schema is refused here
+    # The server's parser refuses NaN anywhere in the body (a 400, below); a NaN that gets
+    # past a parser (json.loads, or put in after validation) is refused by the encoder too.
     from proxy.protocol.known_tools import ToolsCache, parse_request_body
     from proxy.protocol.translate import encode_ollama_body
 
     nan_tool = {"name": "N", "input_schema": {"type": "object", "default": float("nan")}}
     raw = json.dumps(request(tools=[nan_tool])).encode()
-    body, tools = parse_request_body(raw, ToolsCache()) if known else (json.loads(raw), None)
+    if known:
+        with pytest.raises(ValueError, match="NaN is not a JSON number"):
+            parse_request_body(raw, ToolsCache())
+    body, tools = json.loads(raw), None
     translated = translate_request(validate_request(body), ollama_model="m", known_tools=tools)
     with pytest.raises(ValueError):
         encode_ollama_body(translated)
@@ -639,6 +643,13 @@ def test_a_nan_is_never_sent_to_ollama(known):
         encode_ollama_body(translated)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_temperature_of_nan_or_infinity_is_refused_by_validation_too(value):
+    # the parser refuses them first; validation still does not let one through to Ollama
+    with pytest.raises(RequestError, match="^temperature: must be a number$"):
+        validate_request(request(temperature=value))
+
+
 @pytest.mark.parametrize("raw", [b"NaN", b"Infinity", b"-Infinity"])
 async def test_a_temperature_of_nan_or_infinity_is_a_400_not_a_500(fake_ollama, proxy, raw):
     body = (b'{"model": "claude-opus-5-5", "max_tokens": 5, "temperature": ' + raw
@@ -646,9 +657,15 @@ async def test_a_temperature_of_nan_or_infinity_is_a_400_not_a_500(fake_ollama, 
     async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as client:
         with trio.fail_after(10):
             response = await client.post("/v1/messages", content=body, headers={"content-type": "application/json"})
-    assert response.status_code == 400
-    assert response.json()["error"] == {"type": "invalid_request_error", "message": "temperature: must be a number"}
-    assert fake_ollama.chat_requests == []
+            assert response.status_code == 400
+            # refused as it is parsed: JSON has no such number
+            assert response.json()["error"] == {
+                "type": "invalid_request_error",
+                "message": f"request body is not valid JSON: {raw.decode()} is not a JSON number (numbers must be finite)"}
+            # and the server keeps serving
+            ok = await client.post("/v1/messages", json=request(temperature=0.5))
+    assert ok.status_code == 200
+    assert [r.body["options"]["temperature"] for r in fake_ollama.chat_requests] == [0.5]
 
 
 def test_text_typed_after_an_interrupted_call_reaches_ollama():

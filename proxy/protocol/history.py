@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Protocol
+
+from .bounded import clip
 
 __all__ = ["pair_tool_results", "sequentialize", "tool_choice_instruction", "emulate_tools", "INTERRUPTED"]
 
@@ -47,12 +49,14 @@ def pair_tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every tool_use gets exactly one tool_result in the next user turn."""
     out: list[dict[str, Any]] = []
     pending: list[str] = []  # ids of the last assistant turn's calls, awaiting results
+    awaited: set[str] = set()  # the same ids, for lookups in constant time
     for i, message in enumerate(messages):
         role = message.get("role")
         if role == "assistant":
             if pending:  # an assistant turn follows calls that never got their user turn
                 out.append({"role": "user", "content": _interrupted(pending)})
             pending = [b["id"] for b in _tool_uses(message)]
+            awaited = set(pending)
             out.append(message)
             continue
         if role != "user":
@@ -64,19 +68,20 @@ def pair_tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for block in blocks:
             if block.get("type") == "tool_result":
                 tool_id = block.get("tool_use_id")
-                if tool_id in pending and tool_id not in answered:
+                if isinstance(tool_id, str) and tool_id in awaited and tool_id not in answered:
                     answered.add(tool_id)
                     kept.append(block)
                 else:
-                    log.info("dropped a tool_result for %s (messages.%d): it answers no call", tool_id, i)
+                    log.info("dropped a tool_result for %s (messages.%d): it answers no call", clip(tool_id), i)
                 continue
             kept.append(block)
         missing = [tool_id for tool_id in pending if tool_id not in answered]
         if missing:
-            log.info("synthesized 'interrupted' results for %s (messages.%d)", ", ".join(missing), i)
+            log.info("synthesized 'interrupted' results for %s (messages.%d)", clip(", ".join(missing)), i)
         if missing or len(kept) != len(blocks):
             message = {**message, "content": _interrupted(missing) + kept}
         pending = []
+        awaited = set()
         out.append(message)
     return out
 
@@ -133,28 +138,78 @@ After your calls, stop writing: the results come back as <tool_response> message
 Available tools (JSON Schema of their arguments):
 """
 
+_DIALECT_HEADER = """# Tools
+
+You can call tools. To call one, write the call in your own tool-call format, on its own, like
+this call of the tool {name} with the arguments {arguments}:
+{example}
+After your calls, stop writing: the results come back as <tool_response> messages.
+
+Available tools (JSON Schema of their arguments):
+"""
+
+
+class CallWriter(Protocol):
+    """A call format that can print a call (a dialect of :mod:`proxy.stream.dialects`)."""
+
+    name: str
+
+    def write(self, name: str, arguments: dict[str, Any]) -> str: ...
+
+
+def _header(functions: list[dict[str, Any]], dialect: CallWriter | None) -> str:
+    if dialect is None or dialect.name == "hermes":
+        return _EMULATION_HEADER
+    spec = functions[0]["function"]
+    properties = (spec.get("parameters") or {}).get("properties") or {}
+    key = next(iter(properties), "argument")
+    arguments = {key: "…"}
+    return _DIALECT_HEADER.format(
+        name=spec["name"], arguments=json.dumps(arguments, ensure_ascii=False), example=dialect.write(spec["name"], arguments)
+    )
+
+
+def _write_call(name: str, arguments: Any, dialect: CallWriter | None) -> str:
+    if dialect is None or not isinstance(arguments, dict):
+        return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "</tool_call>"
+    return dialect.write(name, arguments)
+
 
 def _images_of(message: dict[str, Any]) -> dict[str, Any]:
     return {"images": message["images"]} if message.get("images") else {}
 
 
-def _append_user(out: list[dict[str, Any]], message: dict[str, Any]) -> None:
-    """Append a user message, merged into a user message just before it (results of one
-    turn, then the turn's own text, form one user message)."""
-    if not out or out[-1]["role"] != "user":
-        out.append(message)
-        return
-    merged = dict(out[-1])
-    merged["content"] = f"{merged['content']}\n\n{message['content']}"
-    if message.get("images"):
-        merged["images"] = merged.get("images", []) + message["images"]
-    out[-1] = merged
+def _join_user_runs(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive user messages joined into one (results of one turn, then the turn's own
+    text, form one user message). Linear: each run is joined once."""
+    out: list[dict[str, Any]] = []
+    i = 0
+    while i < len(messages):
+        j = i + 1
+        if messages[i]["role"] == "user":
+            while j < len(messages) and messages[j]["role"] == "user":
+                j += 1
+        if j == i + 1:
+            out.append(messages[i])
+        else:
+            run = messages[i:j]
+            merged = dict(run[0])
+            merged["content"] = "\n\n".join(m["content"] for m in run)
+            images = [image for m in run if m.get("images") for image in m["images"]]
+            if images:
+                merged["images"] = images
+            out.append(merged)
+        i = j
+    return out
 
 
-def emulate_tools(messages: list[dict[str, Any]], functions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def emulate_tools(
+    messages: list[dict[str, Any]], functions: list[dict[str, Any]], dialect: CallWriter | None = None
+) -> list[dict[str, Any]]:
     """Ollama messages for a model without native tools: the tools described in the
-    system prompt, past calls and results as text in the same format."""
-    lines = [_EMULATION_HEADER]
+    system prompt, past calls and results as text in the same format. ``dialect``: the
+    model's own call format (from its chat template); None: the Hermes ``<tool_call>`` form."""
+    lines = [_header(functions, dialect)]
     for function in functions:
         spec = function["function"]
         lines.append(
@@ -169,23 +224,17 @@ def emulate_tools(messages: list[dict[str, Any]], functions: list[dict[str, Any]
     for message in messages:
         role = message["role"]
         if role == "assistant" and message.get("tool_calls"):
-            printed = [
-                "<tool_call>"
-                + json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]}, ensure_ascii=False)
-                + "</tool_call>"
-                for c in message["tool_calls"]
-            ]
+            printed = [_write_call(c["function"]["name"], c["function"]["arguments"], dialect) for c in message["tool_calls"]]
             text = "\n".join(part for part in [message.get("content", "")] + printed if part)
             rewritten = {k: v for k, v in message.items() if k != "tool_calls"}
             out.append({**rewritten, "content": text})
         elif role == "tool":
             name = message.get("tool_name", "tool")
             text = f'<tool_response name="{name}">\n{message["content"]}\n</tool_response>'
-            _append_user(out, {"role": "user", "content": text, **_images_of(message)})
-        elif role == "user":
-            _append_user(out, message)
+            out.append({"role": "user", "content": text, **_images_of(message)})
         else:
             out.append(message)
+    out = _join_user_runs(out)
     if out and out[0]["role"] == "system":
         out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{description}"}
     else:

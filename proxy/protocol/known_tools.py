@@ -20,19 +20,36 @@ from __future__ import annotations
 import collections
 import json
 import re
+import threading
 from typing import Any
 
 __all__ = ["KnownTools", "ToolsCache", "parse_request_body"]
 
 #: json's own definition of whitespace between tokens
 _WS = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()  # what json.loads uses: no hooks, strict strings
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (numbers must be finite)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise ValueError(f"{text[:40]} is out of range (numbers must be finite)")
+    return value
+
+
+_INF = float("inf")
+#: json.loads' own scanner, minus what Python accepts and JSON does not: NaN, Infinity and
+#: numbers too large for a float (1e999 would be inf). Ollama's body cannot carry them.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 class KnownTools:
     """One request's ``tools`` value and what the proxy derives from it (filled lazily)."""
 
-    __slots__ = ("text", "tools", "json_length", "translation", "functions_json")
+    __slots__ = ("text", "tools", "json_length", "translation", "functions_json", "depth_checked")
 
     def __init__(self, text: str, tools: Any) -> None:
         #: the exact JSON text of the ``tools`` member
@@ -41,10 +58,15 @@ class KnownTools:
         self.tools = tools
         #: len() of the tools as compact JSON (the token estimate): see proxy.protocol.tokens
         self.json_length: int | None = None
-        #: (functions, schemas, left-out server tools): see proxy.protocol.translate
-        self.translation: tuple[list[dict[str, Any]], dict[str, Any], list[tuple[Any, Any]]] | None = None
+        #: (functions, schemas, left-out server tools, the tool_reference-loaded names it
+        #: was made for): see proxy.protocol.translate
+        self.translation: (
+            tuple[list[dict[str, Any]], dict[str, Any], list[tuple[Any, Any]], frozenset[str]] | None
+        ) = None
         #: JSON of ``functions`` as json.dumps encodes it in Ollama's body
         self.functions_json: str | None = None
+        #: their nesting was found within the limit (see proxy.protocol.bounded.too_deep)
+        self.depth_checked = False
 
 
 class ToolsCache:
@@ -53,27 +75,32 @@ class ToolsCache:
     def __init__(self, size: int = 8) -> None:
         self._size = size
         self._entries: collections.OrderedDict[str, KnownTools] = collections.OrderedDict()
+        # Big bodies are parsed in worker threads (proxy.app), small ones on the event loop.
+        self._lock = threading.Lock()
 
     def match(self, text: str, start: int) -> KnownTools | None:
         """The entry whose text appears in ``text`` at ``start``, if any."""
-        for key, entry in self._entries.items():
-            if text.startswith(key, start):
-                self._entries.move_to_end(key)
-                return entry
+        with self._lock:
+            for key, entry in self._entries.items():
+                if text.startswith(key, start):
+                    self._entries.move_to_end(key)
+                    return entry
         return None
 
     def add(self, text: str, tools: Any) -> KnownTools:
         entry = KnownTools(text, tools)
-        self._entries[text] = entry
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[text] = entry
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
         return entry
 
 
 def parse_request_body(raw: bytes, cache: ToolsCache) -> tuple[Any, KnownTools | None]:
     """``(json.loads(raw), tools)``: the parsed body, and the KnownTools that is its
     ``tools`` value (``body["tools"] is tools.tools``), or None when it has none or it is
-    not an object. Raises what json.loads raises (ValueError), with the same message."""
+    not an object. Raises what json.loads raises (ValueError), with the same message, and
+    ValueError for NaN, Infinity and numbers out of a float's range."""
     text = raw.decode(json.detect_encoding(raw), "surrogatepass")  # as json.loads does
     try:
         parsed = _parse_object(text, cache)

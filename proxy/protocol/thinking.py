@@ -56,11 +56,17 @@ def _level_from_budget(budget: Any) -> str:
     return "high"
 
 
+def wants_thinking(body: dict[str, Any]) -> bool:
+    """Whether the client asked for thinking (``thinking.type`` enabled or adaptive)."""
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
 def decide_think(body: dict[str, Any], *, model: str, can_think: bool) -> ThinkDecision:
     """The ``think`` value for a validated request to ``model`` (see the module table)."""
     thinking = body.get("thinking")
     kind = thinking.get("type") if isinstance(thinking, dict) else None
-    wants = kind in ("enabled", "adaptive")
+    wants = wants_thinking(body)
     if not can_think:
         return ThinkDecision(None, dropped=wants)
     if not wants:

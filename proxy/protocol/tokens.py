@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .bounded import BoundedDict
 from .known_tools import KnownTools
 
 __all__ = ["estimate_tokens", "Calibration", "IMAGE_TOKENS", "CHARS_PER_TOKEN"]
@@ -83,7 +84,7 @@ class Calibration:
     PLAUSIBLE = (0.4, 3.0)
 
     def __init__(self) -> None:
-        self._factors: dict[str, float] = {}
+        self._factors: BoundedDict[str, float] = BoundedDict()
 
     def factor(self, model: str) -> float:
         return self._factors.get(model, 1.0)

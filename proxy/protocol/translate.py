@@ -25,11 +25,12 @@ import math
 from typing import Any
 
 from ..errors import RequestError
+from .bounded import clip
 from .known_tools import KnownTools
-from .history import emulate_tools, pair_tool_results, sequentialize, tool_choice_instruction
+from .history import CallWriter, emulate_tools, pair_tool_results, sequentialize, tool_choice_instruction
 from .thinking import decide_think
 
-__all__ = ["validate_request", "translate_request", "encode_ollama_body", "TranslatedRequest", "BILLING_HEADER_PREFIX"]
+__all__ = ["validate_request", "validate_count_request", "translate_request", "encode_ollama_body", "TranslatedRequest", "BILLING_HEADER_PREFIX"]
 
 log = logging.getLogger("proxy.translate")
 
@@ -56,19 +57,58 @@ def _fail(path: str, problem: str) -> RequestError:
     return RequestError(f"{path}: {problem}")
 
 
+#: Model names in use (Anthropic's, Ollama's, Hugging Face paths with a tag) are far shorter.
+#: A longer one is refused before it is echoed into any log record or error.
+MODEL_NAME_LIMIT = 512
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string with a lone surrogate (JSON's ``"\\ud800"``): no UTF-8 encoder
+    takes it, so it must not reach a log record, a header or a response."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_model(model: Any) -> None:
+    """The checks of ``model``, the same on every route."""
+    if not isinstance(model, str) or not model.strip():
+        raise _fail("model", "must be a non-empty string")
+    if len(model) > MODEL_NAME_LIMIT:
+        raise _fail("model", f"must be at most {MODEL_NAME_LIMIT} characters (got {len(model)})")
+    if not _is_unicode(model):
+        raise _fail("model", "must be valid Unicode text (it contains a lone surrogate, e.g. \\ud800)")
+
+
+def validate_count_request(body: Any) -> dict[str, Any]:
+    """Check a count_tokens request the way :func:`validate_request` checks the same fields
+    of a Messages request (the same field gets the same message on both routes)."""
+    if not isinstance(body, dict):
+        raise RequestError("request body must be a JSON object")
+    if "model" in body:
+        _validate_model(body["model"])
+    if "messages" not in body:
+        raise _fail("messages", "field required")
+    if not isinstance(body["messages"], list):
+        raise _fail("messages", "must be an array")
+    return body
 
 
 def validate_request(body: Any) -> dict[str, Any]:
     """Check a parsed Messages request; return it. Raises RequestError naming the field."""
     if not isinstance(body, dict):
         raise RequestError("request body must be a JSON object")
-    model = body.get("model")
     if "model" not in body:
         raise _fail("model", "field required")
-    if not isinstance(model, str) or not model.strip():
-        raise _fail("model", "must be a non-empty string")
+    _validate_model(body["model"])
     if "max_tokens" not in body:
         raise _fail("max_tokens", "field required")
     if not _is_int(body["max_tokens"]) or body["max_tokens"] < 1:
@@ -172,7 +212,7 @@ def _document_text(block: dict[str, Any], path: str) -> str:
     else:
         raise _fail(
             f"{path}.source",
-            f"documents of source type {kind!r} are not supported by the local model;"
+            f"documents of source type {clip(repr(kind))} are not supported by the local model;"
             " only text documents are",
         )
     return f"{header}{body}\n</document>"
@@ -194,6 +234,9 @@ def _add_media(block: Any, kind: Any, path: str, texts: list[str], images: list[
 def _tool_result(
     block: dict[str, Any], path: str, tool_names: dict[str, str]
 ) -> dict[str, Any]:
+    """One ``tool_result`` → an Ollama tool message. ``tool_reference`` blocks (what
+    Claude Code's ToolSearch returns: the tools it loaded) become a sentence naming them;
+    the tools themselves are offered from then on (see :func:`referenced_tools`)."""
     tool_use_id = block.get("tool_use_id")
     if not isinstance(tool_use_id, str):
         raise _fail(f"{path}.tool_use_id", "must be a string")
@@ -203,11 +246,19 @@ def _tool_result(
     if isinstance(content, str):
         texts.append(content)
     elif isinstance(content, list):
+        loaded: list[str] = []
         for k, inner in enumerate(content):
             inner_path = f"{path}.content.{k}"
             kind = inner.get("type") if isinstance(inner, dict) else None
-            if not _add_media(inner, kind, inner_path, texts, images):
-                log.info("dropped a %r block inside a tool_result at %s", kind, inner_path)
+            if kind == "tool_reference" and isinstance(inner.get("tool_name"), str):
+                loaded.append(inner["tool_name"])
+            elif not _add_media(inner, kind, inner_path, texts, images):
+                log.info("dropped a %s block inside a tool_result at %s", clip(repr(kind)), inner_path)
+        if loaded:
+            texts.append(
+                f"Loaded {'the tool' if len(loaded) == 1 else 'the tools'} {', '.join(loaded)}:"
+                " now in your tool list; call them directly."
+            )
     elif content is not None:
         raise _fail(f"{path}.content", "must be a string or an array of content blocks")
     text = "\n\n".join(texts)
@@ -220,7 +271,7 @@ def _tool_result(
     if name is not None:
         message["tool_name"] = name
     else:
-        log.info("tool_result %s at %s answers no earlier tool_use", tool_use_id, path)
+        log.info("tool_result %s at %s answers no earlier tool_use", clip(tool_use_id), path)
     message["tool_call_id"] = tool_use_id
     return message
 
@@ -240,7 +291,7 @@ def _user_turn(
         if kind == "tool_result":
             tool_messages.append(_tool_result(block, block_path, tool_names))
         elif not _add_media(block, kind, block_path, texts, images):
-            log.info("dropped a %r block at %s: the local model cannot use it", kind, block_path)
+            log.info("dropped a %s block at %s: the local model cannot use it", clip(repr(kind)), block_path)
     result = tool_messages
     if texts or images or not tool_messages:
         user: dict[str, Any] = {"role": "user", "content": "\n\n".join(texts)}
@@ -277,7 +328,7 @@ def _assistant_turn(
             tool_names[tool_id] = name
             calls.append({"id": tool_id, "function": {"name": name, "arguments": arguments}})
         else:
-            log.info("dropped a %r block at %s: the local model cannot use it", kind, block_path)
+            log.info("dropped a %s block at %s: the local model cannot use it", clip(repr(kind)), block_path)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
     if thinking:
         message["thinking"] = "\n\n".join(thinking)
@@ -307,30 +358,51 @@ def _inline_system(content: str | list[dict[str, Any]], path: str) -> dict[str, 
 
 
 def _merge_same_role(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge consecutive user or assistant messages: chat templates expect alternation."""
+    """Merge consecutive user or assistant messages: chat templates expect alternation.
+
+    Linear in the size of the history: each run of same-role messages collects its parts
+    and joins them once (rebuilding the growing string per message was quadratic: 40,000
+    short messages took seconds).
+    """
     merged: list[dict[str, Any]] = []
+    run: list[dict[str, Any]] = []  # consecutive messages of one mergeable role
+
+    def flush() -> None:
+        if len(run) == 1:
+            merged.append(dict(run[0]))
+        elif run:
+            merged.append(_merged(run))
+        run.clear()
+
     for message in messages:
-        previous = merged[-1] if merged else None
         role = message["role"]
-        if previous is None or previous["role"] != role or role not in ("user", "assistant"):
+        if role not in ("user", "assistant"):
+            flush()
             merged.append(dict(message))
-            continue
-        joiner = "\n\n" if role == "user" else ""
-        if message["content"]:
-            previous["content"] = (
-                f"{previous['content']}{joiner}{message['content']}"
-                if previous["content"]
-                else message["content"]
-            )
-        if message.get("images"):
-            previous["images"] = previous.get("images", []) + message["images"]
-        if message.get("thinking"):
-            previous["thinking"] = "\n\n".join(
-                t for t in (previous.get("thinking"), message["thinking"]) if t
-            )
-        if message.get("tool_calls"):
-            previous["tool_calls"] = previous.get("tool_calls", []) + message["tool_calls"]
+        else:
+            if run and run[0]["role"] != role:
+                flush()
+            run.append(message)
+    flush()
     return merged
+
+
+def _merged(run: list[dict[str, Any]]) -> dict[str, Any]:
+    """One message for a run of same-role messages (see _merge_same_role)."""
+    first = run[0]
+    joiner = "\n\n" if first["role"] == "user" else ""
+    message = dict(first)
+    message["content"] = joiner.join(m["content"] for m in run if m["content"])
+    images = [image for m in run if m.get("images") for image in m["images"]]
+    if images:
+        message["images"] = images
+    thinking = [m["thinking"] for m in run if m.get("thinking")]
+    if thinking:
+        message["thinking"] = "\n\n".join(thinking)
+    calls = [call for m in run if m.get("tool_calls") for call in m["tool_calls"]]
+    if calls:
+        message["tool_calls"] = calls
+    return message
 
 
 def translate_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -365,32 +437,56 @@ def translate_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return _merge_same_role(out)
 
 
+def referenced_tools(messages: list[Any]) -> frozenset[str]:
+    """Names of the tools that ``tool_reference`` blocks in tool results have loaded."""
+    names: set[str] = set()
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if message.get("role") != "user" or not isinstance(content, list):
+            continue
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+                for inner in block["content"]:
+                    if isinstance(inner, dict) and inner.get("type") == "tool_reference":
+                        name = inner.get("tool_name")
+                        if isinstance(name, str):
+                            names.add(name)
+    return frozenset(names)
+
+
 def translate_tools(
     body: dict[str, Any], known_tools: KnownTools | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, dict]]:
     """Client tools → Ollama function tools; server tools are left out with a log line.
 
+    A tool marked ``defer_loading`` is offered only once a ``tool_reference`` in the
+    conversation has loaded it (Claude Code's ToolSearch): a small model is not shown
+    every tool's schema, nor Claude Code's ``DeferredToolPlaceholder``.
+
     ``known_tools``: the body's tools as parse_request_body found them; they are then
-    translated once for every request that has them (the result is shared: read-only).
+    translated once for every request that has them and loads the same tools (the
+    result is shared: read-only).
     """
     tools = body.get("tools") or []
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "none":
         return [], {}
+    loaded = referenced_tools(body["messages"])
     if known_tools is not None and body.get("tools") is known_tools.tools:
-        if known_tools.translation is None:
-            known_tools.translation = _translate_tools(tools)
-        functions, schemas, left_out = known_tools.translation
+        if known_tools.translation is None or known_tools.translation[3] != loaded:
+            known_tools.translation = _translate_tools(tools, loaded)
+            known_tools.functions_json = None
+        functions, schemas, left_out, _ = known_tools.translation
     else:
-        functions, schemas, left_out = _translate_tools(tools)
+        functions, schemas, left_out, _ = _translate_tools(tools, loaded)
     for name, kind in left_out:
-        log.info("left out server tool %r (type %r): Ollama cannot run it", name, kind)
+        log.info("left out server tool %s (type %s): Ollama cannot run it", clip(repr(name)), clip(repr(kind)))
     return functions, schemas
 
 
 def _translate_tools(
-    tools: list[dict[str, Any]],
-) -> tuple[list[dict[str, Any]], dict[str, dict], list[tuple[Any, Any]]]:
+    tools: list[dict[str, Any]], loaded: frozenset[str] = frozenset()
+) -> tuple[list[dict[str, Any]], dict[str, dict], list[tuple[Any, Any]], frozenset[str]]:
     functions: list[dict[str, Any]] = []
     schemas: dict[str, dict] = {}
     left_out: list[tuple[Any, Any]] = []
@@ -398,6 +494,8 @@ def _translate_tools(
         if tool.get("type") not in (None, "custom"):
             left_out.append((tool["name"], tool["type"]))
             continue
+        if tool.get("defer_loading") is True and tool["name"] not in loaded:
+            continue  # not loaded yet: ToolSearch offers it by name
         schema = tool.get("input_schema") or {"type": "object", "properties": {}}
         description = tool.get("description")
         functions.append(
@@ -411,7 +509,7 @@ def _translate_tools(
             }
         )
         schemas[tool["name"]] = schema
-    return functions, schemas, left_out
+    return functions, schemas, left_out, loaded
 
 
 def translate_options(body: dict[str, Any]) -> dict[str, Any]:
@@ -419,8 +517,8 @@ def translate_options(body: dict[str, Any]) -> dict[str, Any]:
     for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k")):
         if body.get(ours) is not None:
             options[theirs] = body[ours]
-    if body.get("stop_sequences"):
-        options["stop"] = list(body["stop_sequences"])
+    # stop_sequences are matched by the proxy (proxy/stream/stop_sequences.py): Ollama's
+    # own stop would hide which one matched.
     return options
 
 
@@ -432,6 +530,7 @@ def translate_request(
     sequential_tools: bool = True,
     native_tools: bool = True,
     known_tools: KnownTools | None = None,
+    call_dialect: CallWriter | None = None,
 ) -> TranslatedRequest:
     """Build the Ollama ``/api/chat`` body for a request that passed :func:`validate_request`.
 
@@ -441,6 +540,8 @@ def translate_request(
     calling: the tools are described in the system prompt instead (see
     :mod:`proxy.protocol.history`). ``known_tools``: the body's tools as
     :func:`~proxy.protocol.known_tools.parse_request_body` found them (translated once).
+    ``call_dialect``: the model's own call format (its ``write(name, arguments)``), used to
+    describe tools to a model whose tools are emulated; None: the Hermes ``<tool_call>`` form.
 
     Raises RequestError for content the local model cannot take (image URLs, PDFs).
     """
@@ -456,7 +557,7 @@ def translate_request(
         else:
             messages.insert(0, {"role": "system", "content": instruction})
     if functions and not native_tools:
-        messages = emulate_tools(messages, functions)
+        messages = emulate_tools(messages, functions, call_dialect)
     ollama: dict[str, Any] = {
         "model": ollama_model,
         "messages": messages,

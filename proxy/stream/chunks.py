@@ -11,9 +11,11 @@ import dataclasses
 import json
 from typing import Any
 
+import msgspec
+
 from ..errors import UpstreamProtocolError
 
-__all__ = ["OllamaChunk", "OllamaToolCall", "parse_chunk"]
+__all__ = ["OllamaChunk", "OllamaToolCall", "parse_chunk", "parse_lines"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,3 +90,71 @@ def parse_chunk(obj: Any) -> OllamaChunk:
         prompt_eval_count=_count(obj, "prompt_eval_count"),
         eval_count=_count(obj, "eval_count"),
     )
+
+
+# -- the fast path: a whole read's lines decoded and type-checked by msgspec ----------------
+
+
+class _WireMessage(msgspec.Struct):
+    content: str = ""
+    thinking: str = ""
+    tool_calls: list[Any] | None = None
+
+
+class _WireChunk(msgspec.Struct):
+    """The fields of a chunk that :func:`parse_chunk` reads, in the types it accepts as
+    they are; any other shape fails to decode here and takes the reference path."""
+
+    message: _WireMessage | None = None
+    done: bool = False
+    done_reason: str = ""
+    prompt_eval_count: int = 0
+    eval_count: int = 0
+    #: present only in an error line; a null or a non-string error takes the reference path
+    error: str | msgspec.UnsetType = msgspec.UNSET
+
+
+_decode_lines = msgspec.json.Decoder(_WireChunk).decode_lines
+
+
+def parse_lines(lines: list[bytes]) -> list[OllamaChunk] | None:
+    """Complete NDJSON lines → their chunks, decoded and type-checked by msgspec in one
+    call (~8× faster than ``json.loads`` and :func:`parse_chunk` line by line); None when
+    any line is not a plain chunk (not JSON, not an object, a null or another type that
+    :func:`parse_chunk` would coerce or reject, a malformed tool call): the caller then
+    takes the reference path, whose results and errors, in their order, stay the rule.
+    """
+    if not lines:
+        return []
+    try:
+        wires = _decode_lines(b"\n".join(lines))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if len(wires) != len(lines):
+        return None
+    chunks = []
+    for wire in wires:
+        if wire.error is not msgspec.UNSET:
+            chunks.append(OllamaChunk(error=wire.error))
+            continue
+        message = wire.message
+        calls: tuple[OllamaToolCall, ...] = ()
+        if message is None:
+            content = thinking = ""
+        else:
+            content, thinking = message.content, message.thinking
+            if message.tool_calls:
+                try:
+                    calls = tuple(_tool_call(c) for c in message.tool_calls)
+                except UpstreamProtocolError:
+                    return None
+        chunks.append(OllamaChunk(
+            content=content,
+            thinking=thinking,
+            tool_calls=calls,
+            done=wire.done,
+            done_reason=wire.done_reason,
+            prompt_eval_count=max(wire.prompt_eval_count, 0),
+            eval_count=max(wire.eval_count, 0),
+        ))
+    return chunks

@@ -10,6 +10,8 @@ import dataclasses
 import json
 from typing import Any, ClassVar
 
+from ..protocol.bounded import utf8
+
 __all__ = [
     "Event",
     "MessageStart",
@@ -139,7 +141,28 @@ Event = (
 #: one encoder for every frame: ``json.dumps`` with options builds a new one per call
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
+#: the string encoder that encoder uses (``ensure_ascii=False``): same bytes, no dict walk
+_json_string = json.encoder.encode_basestring
+
+_DELTA_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+#: delta type → (its text field, the bytes between the index and the text)
+_DELTA_TEMPLATES = {
+    kind: (field, b',"delta":{"type":"%s","%s":' % (kind.encode(), field.encode()))
+    for kind, field in (("text_delta", "text"), ("thinking_delta", "thinking"), ("input_json_delta", "partial_json"))
+}
+
 
 def encode_sse(event: Event) -> bytes:
-    """One SSE frame: ``event: NAME\\ndata: JSON\\n\\n`` (the SDK dispatches on ``event:``)."""
-    return f"event: {event.NAME}\ndata: {_encode_json(event.payload())}\n\n".encode("utf-8")
+    """One SSE frame: ``event: NAME\\ndata: JSON\\n\\n`` (the SDK dispatches on ``event:``).
+
+    The frequent frame, a text/thinking/tool-input delta (one per token), is filled into a
+    ready-made byte template: the same bytes as the generic path, ~10× cheaper.
+    """
+    if type(event) is ContentBlockDelta:
+        delta = event.delta
+        template = _DELTA_TEMPLATES.get(delta.get("type"))  # type: ignore[arg-type]
+        if template is not None and len(delta) == 2:
+            value = delta.get(template[0])
+            if type(value) is str and next(iter(delta)) == "type":
+                return b"%s%d%s%s}}\n\n" % (_DELTA_HEAD, event.index, template[1], utf8(_json_string(value)))
+    return utf8(f"event: {event.NAME}\ndata: {_encode_json(event.payload())}\n\n")

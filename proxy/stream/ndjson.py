@@ -27,6 +27,11 @@ class NDJSONDecoder:
         self._max_line = max_line
 
     def feed(self, data: bytes) -> list[Any]:
+        return [self.parse(line) for line in self.feed_lines(data)]
+
+    def feed_lines(self, data: bytes) -> list[bytes]:
+        """The complete, non-blank lines that ``data`` finished, unparsed (for a caller
+        with a faster parser of its own; :meth:`parse` is the reference)."""
         if not data:
             return []
         self._buffer += data
@@ -38,7 +43,7 @@ class NDJSONDecoder:
         # A long line can end in the same read that brought most of it: check every line.
         for line in (*lines, rest):
             self._check_length(line)
-        return [self._parse(line) for line in lines if line.strip()]
+        return [line for line in lines if line.strip()]
 
     def _check_length(self, line: bytes | bytearray) -> None:
         if len(line) > self._max_line:
@@ -54,7 +59,7 @@ class NDJSONDecoder:
             )
 
     @staticmethod
-    def _parse(line: bytes) -> Any:
+    def parse(line: bytes) -> Any:
         try:
             return json.loads(line)
         except ValueError:

@@ -1,41 +1,50 @@
 """Tool calls a model printed as text, turned into real calls while the text streams. Sans-I/O.
 
-Small models often write a call into their content instead of using Ollama's native tool
-calls. :class:`TextCallFilter` sits between Ollama's content and the state machine and
-recognizes these forms, for tools the client offered:
+Small models, or Ollama when its template parser misses, put a call into the content in the
+model family's own dialect (``<tool_call>{…}</tool_call>``, ``[TOOL_CALLS]…``, DeepSeek's
+``<｜tool▁calls▁begin｜>``, harmony, pythonic lists, bare JSON, …). :class:`TextCallFilter`
+sits between Ollama's content and the state machine and recognizes them with the dialect
+recognizers of :mod:`proxy.stream.dialects`, for tools the client offered only.
 
-* ``<tool_call>{"name": "Write", "arguments": {…}}</tool_call>`` (Hermes, Qwen)
-* ``<function=Write>{…}</function>`` or ``<function=Write><parameter=file_path>…</parameter>…</function>``
-* a bare ``{"name": "Write", "arguments"|"parameters": {…}}``
-* any of these inside a fenced block (```` ```json ```` … ```` ``` ````)
+Theory of operation: text flows through untouched until one of the dialects' *openers*
+(found with one compiled regex, or cut off at the end of what came so far). From there the
+filter holds the text and asks the dialects sharing that opener: still possibly a call
+(keep holding), certainly not (release the opener as text and look again after it), or
+whole calls (emit them). So only text that may still become a call is held back, and it is
+released the moment it cannot. :meth:`TextCallFilter.finish` releases or completes what is
+held at the end.
 
-Theory of operation: text flows through untouched until a character that may begin one of
-these forms (``<``, ``{``, a backtick). From there the filter *holds* the text and, on every
-feed, classifies what it holds: still possibly a call (keep holding), certainly not (release
-the first character as text and look again from the next), or a whole call (emit it). So only
-text that may still be the start of a call is held back, and it is released the moment it
-cannot be. :meth:`TextCallFilter.finish` releases or completes what is held at the end.
+An *example* is never a call: the filter follows the markdown of the text it released, and
+nothing inside an inline code span or a fenced block that is not a call block (say
+```` ```python ````) is recognized; a call with no marker at all (bare JSON, a pythonic
+list) counts only at the end of its line, not mid-sentence; and a call naming a tool the
+request did not offer stays text byte for byte.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import re
-from typing import Any
+from typing import Any, Iterable
 
-import json_repair
+from .dialects.base import MORE, NO, Dialect, Found, Tools
+from .dialects.registry import DIALECTS
 
-__all__ = ["TextCallFilter", "TextPiece", "TextCall"]
+__all__ = ["TextCallFilter", "TextPiece", "TextCall", "recover_calls_from_text"]
 
 #: Held text beyond this is released as text: no real call is this long before it parses.
 MAX_HOLD = 256 * 1024
+#: Held text longer than this (a big Write still arriving) is judged again only after it grew
+#: by an eighth, or when a tag may have closed: so a long call costs O(n log n), not O(n²).
+#: Shorter text is judged on every piece, so a non-call is released at once.
+RECHECK_FROM = 1024
 
-_OPENERS = ("<tool_call>", "<function=", "```", "{")
-_FENCE_LANGS = ("", "json", "tool_call", "tool_code", "xml")
-_NAME_KEYS = ("name", "tool", "tool_name", "function")
-_ARG_KEYS = ("arguments", "parameters", "args", "input")
-_PARAMETER = re.compile(r"<parameter=([^>\s]+)>\s*(.*?)\s*</parameter>", re.DOTALL)
+#: end-of-turn tokens a model may print right after its call; dropped there, text elsewhere
+TRAILERS = (
+    "<|eom_id|>", "<|eot_id|>", "<|call|>", "<|end|>", "<|return|>", "</s>", "<|im_end|>",
+    "<｜end▁of▁sentence｜>", "<|END_OF_TURN_TOKEN|>", "<end_of_turn>", "<|tool_calls_section_end|>",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,26 +58,92 @@ class TextCall:
     arguments: Any
     #: the text the model printed for it (for the log)
     source: str
+    #: the dialect it was printed in (for the log and the live view)
+    dialect: str = ""
 
 
-_MORE = "more"  # classify: cannot tell yet
-_NO = "no"  # classify: not a call
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Table:
+    """Openers of a set of dialects, compiled once per set."""
+
+    search: re.Pattern[str]
+    #: any character an opener starts with (text without one passes straight through)
+    firsts: re.Pattern[str]
+    #: every proper prefix of an opener (text ending in one may still become it)
+    prefixes: frozenset[str]
+    longest: int
+    #: first character → (opener, dialects with it), longest opener first
+    by_first: dict[str, tuple[tuple[str, tuple[Dialect, ...]], ...]]
+
+
+@functools.lru_cache(maxsize=64)
+def _table(dialects: tuple[Dialect, ...]) -> _Table:
+    owners: dict[str, list[Dialect]] = {}
+    for dialect in dialects:
+        for opener in dialect.openers:
+            owners.setdefault(opener, []).append(dialect)
+    for trailer in TRAILERS:
+        owners.setdefault(trailer, [])
+    openers = sorted(owners, key=len, reverse=True)
+    by_first: dict[str, list[tuple[str, tuple[Dialect, ...]]]] = {}
+    for opener in openers:
+        by_first.setdefault(opener[0], []).append((opener, tuple(owners[opener])))
+    return _Table(
+        search=re.compile("|".join(re.escape(o) for o in openers)),
+        firsts=re.compile("[" + re.escape("".join(sorted({o[0] for o in openers} | {"`"}))) + "]"),
+        prefixes=frozenset(o[:i] for o in openers for i in range(1, len(o))),
+        longest=max(len(o) for o in openers),
+        by_first={k: tuple(v) for k, v in by_first.items()},
+    )
+
+
+_MARKDOWN = re.compile(r"`+|\n")
 
 
 class TextCallFilter:
-    """``feed(text)`` and ``finish()`` → a list of :class:`TextPiece` and :class:`TextCall`."""
+    """``feed(text)`` and ``finish()`` → a list of :class:`TextPiece` and :class:`TextCall`.
 
-    def __init__(self, tool_names: list[str] | tuple[str, ...]) -> None:
-        self._tools = {name.lower(): name for name in tool_names}
+    ``tool_names``: the tools the request offered (or a :class:`Tools`); ``dialects``: the
+    recognizers to use, best first (default: all; see
+    :func:`~proxy.stream.dialects.dialects_for_template`)."""
+
+    def __init__(self, tool_names: Iterable[str] | Tools, dialects: tuple[Dialect, ...] | None = None) -> None:
+        self._tools = tool_names if isinstance(tool_names, Tools) else Tools(tool_names)
+        self._table = _table(tuple(dialects) if dialects else DIALECTS)
         self._held = ""
+        self._recheck_at = 0
+        self._after_call = False
+        # the markdown context of the text released so far
+        self._in_fence = False
+        self._in_code = False
+        self._blank_line = True
 
     @property
     def holding(self) -> str:
         return self._held
 
     def feed(self, text: str) -> list[TextPiece | TextCall]:
-        self._held += text
-        return self._drain(final=False)
+        if len(self._held) >= RECHECK_FROM and len(self._held) + len(text) < self._recheck_at and ">" not in text:
+            # a long call still arriving: judged again once it grew by an eighth, or at a tag's end
+            self._held += text
+            return []
+        if self._held or not (
+            self._table.firsts.search(text) is None
+            or "`" not in text and (self._in_fence or self._in_code and "\n" not in text)
+        ):
+            self._held += text
+            return self._drain(final=False)
+        if not text:
+            return []
+        # the common case: nothing held and nothing that may start a call
+        if self._after_call and text.strip():
+            self._after_call = False
+        if "\n" in text:
+            self._in_code = False
+            self._blank_line = not text[text.rfind("\n") + 1 :].strip(" \t")
+        elif self._blank_line and text.strip(" \t"):
+            self._blank_line = False
+        return [TextPiece(text)]
 
     def finish(self) -> list[TextPiece | TextCall]:
         return self._drain(final=True)
@@ -77,212 +152,115 @@ class TextCallFilter:
 
     def _drain(self, *, final: bool) -> list[TextPiece | TextCall]:
         out: list[TextPiece | TextCall] = []
-        text_parts: list[str] = []
+        text: list[str] = []
         buf = self._held
+        table = self._table
         while buf:
-            start = self._candidate_start(buf)
-            if start is None:
-                text_parts.append(buf)
-                buf = ""
-                break
-            if start:
-                text_parts.append(buf[:start])
+            if self._in_fence or self._in_code:  # inside code nothing is a call: skip to a backtick
+                stop = re.search("`" if self._in_fence else "[`\n]", buf)
+                if stop is None or stop.start():
+                    self._release(text, buf[: stop.start() if stop else len(buf)])
+                    buf = buf[stop.start() :] if stop else ""
+                    continue
+            found = table.search.search(buf)
+            if found is None:
+                start = len(buf) if final else self._cut_opener(buf)
+                if start:
+                    self._release(text, buf[:start])
                 buf = buf[start:]
-            verdict = self._classify(buf, final=final)
-            if verdict == _MORE and len(buf) <= MAX_HOLD:
                 break
-            if isinstance(verdict, tuple):
-                call, consumed = verdict
-                if text_parts:
-                    out.append(TextPiece("".join(text_parts)))
-                    text_parts = []
-                out.append(call)
-                buf = buf[consumed:]
+            if found.start():
+                self._release(text, buf[: found.start()])
+                buf = buf[found.start() :]
+            verdict, opener = self._classify(buf, final=final)
+            if verdict == MORE and len(buf) <= MAX_HOLD:
+                self._recheck_at = len(buf) + len(buf) // 8
+                break
+            if isinstance(verdict, Found):
+                if text:
+                    out.append(TextPiece("".join(text)))
+                    text = []
+                source = buf[: verdict.consumed]
+                out += [TextCall(name, arguments, source, opener) for name, arguments in verdict.calls]
+                self._after_call = True
+                buf = buf[verdict.consumed :]
                 continue
-            text_parts.append(buf[0])  # not a call (or held too long): one character is text
-            buf = buf[1:]
-        if text_parts and "".join(text_parts):
-            out.append(TextPiece("".join(text_parts)))
+            # not a call (or held too long): the opener is text; a bare '{' or '[' one char
+            self._release(text, buf[: len(opener) if len(opener) > 1 else 1])
+            buf = buf[len(opener) if len(opener) > 1 else 1 :]
+        if text:
+            out.append(TextPiece("".join(text)))
         self._held = buf
         return out
 
-    @staticmethod
-    def _candidate_start(buf: str) -> int | None:
-        """Index of the first place a call may begin (a whole opener, or the start of one
-        cut off at the end of ``buf``)."""
-        for i, char in enumerate(buf):
-            if char in "<{`":
-                rest = buf[i:]
-                if any(rest.startswith(o) or o.startswith(rest) for o in _OPENERS):
-                    return i
-        return None
+    def _cut_opener(self, buf: str) -> int:
+        """Where an opener cut off by the end of ``buf`` starts (``len(buf)`` if none)."""
+        prefixes = self._table.prefixes
+        for i in range(max(0, len(buf) - self._table.longest + 1), len(buf)):
+            if buf[i:] in prefixes:
+                return i
+        return len(buf)
 
-    def _classify(self, buf: str, *, final: bool) -> Any:
-        if buf.startswith("```") or "```".startswith(buf):
-            return self._fenced(buf, final=final)
-        if buf.startswith("<tool_call>") or "<tool_call>".startswith(buf):
-            return self._tagged(buf, "<tool_call>", "</tool_call>", final=final)
-        if buf.startswith("<function=") or "<function=".startswith(buf):
-            return self._function_tag(buf, final=final)
-        if buf.startswith("{"):
-            return self._bare(buf, final=final)
-        return _NO
+    def _classify(self, buf: str, *, final: bool) -> tuple[Any, str]:
+        """(MORE | NO | Found | a trailer's Found, the opener or dialect name)."""
+        candidates = self._table.by_first.get(buf[0], ())
+        opener = next(o for o, _ in candidates if buf.startswith(o))
+        if self._in_fence or self._in_code:
+            return NO, opener  # an example inside code, never a call
+        if not final and len(buf) < self._table.longest and buf in self._table.prefixes:
+            return MORE, opener  # "[T" may still become "[TOOL_CALLS]"
+        result: Any = NO
+        for start, dialects in candidates:
+            if not buf.startswith(start):
+                continue
+            if not dialects:  # an end-of-turn token: dropped right after a call
+                if self._after_call:
+                    return Found((), len(start)), start
+                continue
+            for dialect in dialects:
+                verdict = dialect.parse(buf, self._tools, final)
+                if isinstance(verdict, Found):
+                    return verdict, dialect.name
+                if verdict == MORE and result == NO:
+                    result = MORE
+        return result, opener
 
-    # -- the forms ---------------------------------------------------------------------
-
-    def _call_from_object(self, obj: Any, source: str) -> TextCall | None:
-        if not isinstance(obj, dict):
-            return None
-        name = next((obj[k] for k in _NAME_KEYS if isinstance(obj.get(k), str)), None)
-        if name is None or name.lower() not in self._tools:
-            return None
-        arguments = next((obj[k] for k in _ARG_KEYS if k in obj), {})
-        return TextCall(self._tools[name.lower()], arguments, source)
-
-    def _bare(self, buf: str, *, final: bool) -> Any:
-        if not self._header_possible(buf):
-            return _NO
-        end = _object_end(buf)
-        if end is None:
-            if final:
-                return self._parse_call(buf, len(buf), repair=True)
-            return _MORE
-        return self._parse_call(buf[:end], end)
-
-    def _parse_call(self, text: str, consumed: int, *, repair: bool = False) -> Any:
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            obj = json_repair.loads(text) if repair or text.startswith("{") else None
-        call = self._call_from_object(obj, text)
-        return (call, consumed) if call is not None else _NO
-
-    def _header_possible(self, buf: str) -> bool:
-        """Whether ``buf`` may still begin ``{"name": "<an offered tool>"``."""
-
-        def skip_space(pos: int) -> int:
-            while pos < len(buf) and buf[pos] in " \t\r\n":
-                pos += 1
-            return pos
-
-        pos = skip_space(1)
-        if pos == len(buf):
-            return True
-        if buf[pos] != '"':
-            return False
-        end = buf.find('"', pos + 1)
-        key = buf[pos + 1 : end if end >= 0 else len(buf)]
-        if end < 0:
-            return any(k.startswith(key) for k in _NAME_KEYS)
-        if key not in _NAME_KEYS:
-            return False
-        pos = skip_space(end + 1)
-        if pos == len(buf):
-            return True
-        if buf[pos] != ":":
-            return False
-        pos = skip_space(pos + 1)
-        if pos == len(buf):
-            return True
-        if buf[pos] != '"':
-            return False
-        end = buf.find('"', pos + 1)
-        value = buf[pos + 1 : end if end >= 0 else len(buf)].lower()
-        if end < 0:
-            return any(tool.startswith(value) for tool in self._tools)
-        return value in self._tools
-
-    def _tagged(self, buf: str, opener: str, closer: str, *, final: bool) -> Any:
-        if not buf.startswith(opener):
-            return _MORE if not final else _NO
-        end = buf.find(closer)
-        if end < 0:
-            if not final:
-                return _MORE
-            inner, consumed = buf[len(opener):], len(buf)  # the model stopped before closing
-        else:
-            inner, consumed = buf[len(opener):end], end + len(closer)
-        inner = inner.strip()
-        return self._parse_call(inner, consumed, repair=True)
-
-    def _function_tag(self, buf: str, *, final: bool) -> Any:
-        if not buf.startswith("<function="):
-            return _MORE if not final else _NO
-        head = re.match(r"<function=([^>\s]*)(>?)", buf)
-        name = head.group(1)
-        if not any(tool.startswith(name.lower()) for tool in self._tools):
-            return _NO
-        if not head.group(2):
-            return _MORE if not final else _NO
-        if name.lower() not in self._tools:
-            return _NO
-        end = buf.find("</function>")
-        if end < 0 and not final:
-            return _MORE
-        body = buf[head.end(): end if end >= 0 else len(buf)].strip()
-        consumed = end + len("</function>") if end >= 0 else len(buf)
-        parameters = _PARAMETER.findall(body)
-        if parameters:
-            arguments: Any = {key: _scalar(value) for key, value in parameters}
-        else:
-            arguments = body or "{}"
-        return TextCall(self._tools[name.lower()], arguments, buf[:consumed]), consumed
-
-    def _fenced(self, buf: str, *, final: bool) -> Any:
-        if len(buf) < 3:
-            return _MORE if not final else _NO
-        newline = buf.find("\n", 3)
-        lang = buf[3: newline if newline >= 0 else len(buf)].strip().lower()
-        if newline < 0:
-            if final or not any(l.startswith(lang) for l in _FENCE_LANGS):
-                return _NO
-            return _MORE
-        if lang not in _FENCE_LANGS:
-            return _NO
-        body_start = newline + 1
-        inner = buf[body_start:].lstrip()
-        if not inner:
-            return _MORE if not final else _NO
-        offset = len(buf) - len(inner)
-        verdict = self._classify(inner, final=final)
-        if not isinstance(verdict, tuple):
-            return verdict
-        call, consumed = verdict
-        rest = buf[offset + consumed:]
-        closing = re.match(r"\s*```", rest)
-        if closing:
-            return call, offset + consumed + closing.end()
-        if not final and re.fullmatch(r"\s*`{0,2}", rest):
-            return _MORE  # the closing fence may still come
-        return call, offset + consumed
+    def _release(self, parts: list[str], text: str) -> None:
+        """``text`` goes out as text; keep track of the markdown it opens or closes."""
+        parts.append(text)
+        if self._after_call and text.strip():
+            self._after_call = False
+        if "`" not in text:
+            if "\n" in text:
+                self._in_code = False
+                self._blank_line = not text[text.rfind("\n") + 1 :].strip(" \t")
+            elif text.strip(" \t"):
+                self._blank_line = False
+            return
+        blank, last = self._blank_line, 0
+        for mark in _MARKDOWN.finditer(text):
+            if text[last : mark.start()].strip(" \t"):
+                blank = False
+            token = mark.group()
+            if token == "\n":
+                self._in_code, blank = False, True
+            elif len(token) >= 3 and blank and not self._in_code:
+                self._in_fence, blank = not self._in_fence, False
+            else:
+                if not self._in_fence:
+                    self._in_code = not self._in_code
+                blank = False
+            last = mark.end()
+        if text[last:].strip(" \t"):
+            blank = False
+        self._blank_line = blank
 
 
-def _object_end(text: str) -> int | None:
-    """Index just past the JSON object that starts ``text``, or None if it is not closed."""
-    depth, in_string, escaped = 0, False, False
-    for i, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "{[":
-            depth += 1
-        elif char in "}]":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    return None
-
-
-def _scalar(value: str) -> Any:
-    """A ``<parameter>`` value: JSON when it parses as a number, bool, array or object."""
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        return value
-    return parsed if not isinstance(parsed, str) else value
+def recover_calls_from_text(
+    text: str, tool_names: Iterable[str] | Tools, *, dialects: tuple[Dialect, ...] | None = None
+) -> list[TextPiece | TextCall]:
+    """The calls in a complete text (and the text around them), for the offered tools: the
+    same recognizers and safety rules as the streaming filter, given the whole text at once.
+    For example a call a model wrote in its thinking when its answer came out empty."""
+    recognizer = TextCallFilter(tool_names, dialects)
+    return recognizer.feed(text) + recognizer.finish()
