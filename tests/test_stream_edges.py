@@ -288,3 +288,85 @@ def test_a_stream_cut_before_the_final_chunk_reports_no_counts():
     t.feed(line(thinking="efgh"))
     assert t.approx_output_tokens == 2 and t.produced_output
     assert (t.input_tokens, t.output_tokens, t.done_reason, t.done) == (0, 0, "", False)
+
+
+# --- a call written only in the thinking, and what a broken stream still delivers --------------
+
+
+def events_to_message(events: list[Event]) -> dict[str, Any]:
+    builder = MessageBuilder()
+    builder.add(events)
+    return builder.message()
+
+
+def test_a_call_recovered_from_the_thinking_is_repaired_counted_and_logged(caplog):
+    caplog.set_level(logging.INFO, logger="proxy.stream")
+    t = translator(thinking=True)
+    events = t.start()
+    events += t.feed(line(thinking='First the file. <tool_call>{"name": "read", "arguments": {"file_path": "/a", "limit": "5"}}</tool_call>'))
+    events += t.feed(line("", done=True)) + t.end()
+    message = events_to_message(events)
+    assert message["content"][1:] == [{"type": "tool_use", "id": "toolu_1", "name": "Read",
+                                       "input": {"file_path": "/a", "limit": 5}}]
+    assert message["stop_reason"] == "tool_use"
+    assert t.repairs == 1
+    # (the recognizer already matched the offered name's spelling)
+    assert t.repair_log == [("Read", ("recovered a call the model wrote in its thinking",
+                                      "coerced 'limit' from str to int"), "hermes")]
+    assert "the answer was empty; recovered the call to Read that the model wrote in its thinking" in [
+        r.getMessage() for r in caplog.records]
+
+
+def test_the_last_call_in_the_thinking_is_the_one_taken():
+    t = translator()
+    events = t.start()
+    events += t.feed(line(thinking='<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call> no, rather '
+                                   '<tool_call>{"name": "Bash", "arguments": {"command": "pwd"}}</tool_call>'))
+    events += t.feed(line("", done=True))
+    message = events_to_message(events)
+    assert [b for b in message["content"] if b["type"] == "tool_use"] == [
+        {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "pwd"}}]
+
+
+def test_thinking_without_a_call_and_an_empty_answer_stays_empty():
+    t = translator()
+    events = t.start() + t.feed(line(thinking="Hmm, nothing to do.")) + t.feed(line("", done=True))
+    message = events_to_message(events)
+    assert [b["type"] for b in message["content"]] == ["thinking"]
+    assert message["stop_reason"] == "end_turn"
+    assert (t.repairs, t.repair_log) == (0, [])
+
+
+def test_a_broken_stream_sends_held_text_as_text_and_runs_no_half_call():
+    t = translator()
+    events = t.start() + t.feed(line("Running ")) + t.feed(line('<tool_call>{"name": "Bash", "arguments": {"comm'))
+    events += t.fail(UpstreamProtocolError("Ollama's stream ended before its final chunk"))
+    text = "".join(e.delta.get("text", "") for e in events if e.NAME == "content_block_delta")
+    assert text == 'Running <tool_call>{"name": "Bash", "arguments": {"comm'
+    assert not [e for e in events if e.NAME == "content_block_start" and e.content_block["type"] == "tool_use"]
+    assert events[-1].NAME == "error"
+    assert t.fail(UpstreamProtocolError("again")) == []  # once
+
+
+def test_a_broken_stream_after_a_call_drops_only_the_blank_layout():
+    t = translator()
+    events = t.start() + t.feed(line('<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>\n\n'))
+    events += t.fail(UpstreamProtocolError("cut"))
+    assert not [e for e in events if e.NAME == "content_block_delta" and e.delta.get("type") == "text_delta"]
+    t = translator()
+    events = t.start() + t.feed(line("\n\n"))
+    events += t.fail(UpstreamProtocolError("cut"))
+    text = "".join(e.delta.get("text", "") for e in events if e.NAME == "content_block_delta")
+    assert text == "\n\n"  # blank text that follows no call is the answer so far
+
+
+@pytest.mark.parametrize("asked", [True, False])
+def test_a_broken_stream_inside_printed_thinking_keeps_it_thinking(asked):
+    t = translator(thinking=asked)
+    events = t.start() + t.feed(line("<think>planning the ste"))
+    events += t.fail(UpstreamProtocolError("cut"))
+    kinds = [e.content_block["type"] for e in events if e.NAME == "content_block_start"]
+    thinking = "".join(e.delta.get("thinking", "") for e in events if e.NAME == "content_block_delta")
+    assert kinds == (["thinking"] if asked else [])
+    assert thinking == ("planning the ste" if asked else "")
+    assert events[-1].NAME == "error"
