@@ -135,6 +135,9 @@ def test_a_long_malformed_value_is_clipped_in_the_error():
     with pytest.raises(UpstreamProtocolError) as caught:
         parse_chunk({"message": {"tool_calls": [{"function": {"name": "", "pad": "y" * 1000}}]}})
     assert len(str(caught.value)) == len("Ollama sent a tool call without a name: ") + 200
+    with pytest.raises(UpstreamProtocolError) as caught:
+        parse_chunk({"message": {"tool_calls": ["z" * 1000]}})
+    assert str(caught.value) == "Ollama sent a malformed tool call: " + json.dumps("z" * 1000)[:200]
 
 
 def run(*objs: Any) -> dict[str, Any]:

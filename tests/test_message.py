@@ -74,6 +74,10 @@ def test_the_stop_sequence_and_a_missing_real_count_reach_the_client():
     # Ollama's count was not there (0): the estimate from message_start stays
     assert message["usage"]["input_tokens"] == 12
     assert message["usage"]["output_tokens"] == 3
+    # any real count replaces the estimate, 1 included
+    builder = MessageBuilder()
+    builder.add([MessageStart("msg_1", "m", 12), MessageDelta("end_turn", 1, 1)])
+    assert builder.message()["usage"]["input_tokens"] == 1
 
 
 def test_a_message_without_its_start_is_an_error_not_a_half_answer():

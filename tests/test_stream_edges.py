@@ -370,3 +370,14 @@ def test_a_broken_stream_inside_printed_thinking_keeps_it_thinking(asked):
     assert kinds == (["thinking"] if asked else [])
     assert thinking == ("planning the ste" if asked else "")
     assert events[-1].NAME == "error"
+
+
+def test_a_call_in_the_thinking_counts_only_in_the_models_own_dialects():
+    from proxy.stream.dialects import BY_NAME
+
+    hermes = '<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>'
+    for dialects, calls in [((BY_NAME["mistral"],), 0), ((BY_NAME["hermes"],), 1), (None, 1)]:
+        t = translator(dialects=dialects)
+        events = t.start() + t.feed(line(thinking="Plan: " + hermes)) + t.feed(line("", done=True))
+        message = events_to_message(events)
+        assert len([b for b in message["content"] if b["type"] == "tool_use"]) == calls, dialects
