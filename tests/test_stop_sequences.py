@@ -34,6 +34,7 @@ def text_of(message: dict) -> str:
     "pieces, sequences, text, matched",
     [
         (["a STOP b"], ["STOP"], "a ", "STOP"),
+        (["a END b END c"], ["END"], "a ", "END"),  # its first occurrence
         # the earliest sequence in the text wins, whatever the order of the list
         (["x ST y END"], ["END", "ST"], "x ", "ST"),
         # two starting at the same place: the first listed

@@ -159,6 +159,12 @@ LS = ("call", "Bash", {"command": "ls"})
         ("a `code`\n" + CALL, [("text", "a `code`\n"), LS]),
         ("an unclosed `code\n" + CALL, [("text", "an unclosed `code\n"), LS]),
         ("text ```" + CALL + "```", [("text", "text ```" + CALL + "```")]),
+        # a fenced call whose closing fence never came is still the call at the end
+        ('```json\n{"name": "Bash", "arguments": {"command": "ls"}}', [LS]),
+        ('```json\n{"name": "Bash", "arguments": {"command": "ls"}}\n', [LS]),
+        # a fence holding anything beside the call is an example
+        ('```json\n{"name": "Bash", "arguments": {"command": "ls"}}\nX```',
+         [("text", '```json\n{"name": "Bash", "arguments": {"command": "ls"}}\nX```')]),
     ],
 )
 def test_trailers_and_code_around_printed_calls_at_every_split(text, expected):

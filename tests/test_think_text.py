@@ -90,6 +90,12 @@ def test_only_a_possible_tag_is_held_while_streaming():
     assert f.done
     assert f.feed("<think>") == ("", "<think>")
     assert f.finish() == ("", "")
+    h = ThinkTagFilter()
+    assert h.feed("<think>a</thi") == ("a", "")
+    assert h.finish() == ("</thi", "")  # unclosed thinking stays thinking, given out once
+    assert h.finish() == ("", "")
+    assert h.done  # after the end everything is text, as it came
+    assert h.feed("  x") == ("", "  x")
     g = ThinkTagFilter()
     assert g.feed("hi") == ("", "hi")
     assert g.done
