@@ -159,6 +159,14 @@ LS = ("call", "Bash", {"command": "ls"})
         ("a `code`\n" + CALL, [("text", "a `code`\n"), LS]),
         ("an unclosed `code\n" + CALL, [("text", "an unclosed `code\n"), LS]),
         ("text ```" + CALL + "```", [("text", "text ```" + CALL + "```")]),
+        # backticks after other text on their line open no fence (markdown): what follows
+        # on the next line is no example ("\xa0" is no indentation either)
+        ('a\nX```python\n{"name": "Bash", "arguments": {"command": "ls"}}\n```',
+         [("text", "a\nX```python\n"), LS, ("text", "\n```")]),
+        ('a\n\xa0```python\n{"name": "Bash", "arguments": {"command": "ls"}}\n```',
+         [("text", "a\n\xa0```python\n"), LS, ("text", "\n```")]),
+        ("X```python\n" + CALL + "\n```", [("text", "X```python\n"), LS, ("text", "\n```")]),
+        ("\xa0```python\n" + CALL + "\n```", [("text", "\xa0```python\n"), LS, ("text", "\n```")]),
         # a fenced call whose closing fence never came is still the call at the end
         ('```json\n{"name": "Bash", "arguments": {"command": "ls"}}', [LS]),
         ('```json\n{"name": "Bash", "arguments": {"command": "ls"}}\n', [LS]),
