@@ -161,6 +161,7 @@ def test_a_budget_that_is_not_an_integer_means_medium(budget):
         ({"effort": "max"}, "high"),
         ({"effort": "ultra"}, "medium"),  # a level Ollama does not know: the middle one
         ({"effort": 3}, "medium"),
+        ({"effort": ["high"]}, "medium"),  # not a string: not looked up at all
         ({}, "medium"),
         (None, "medium"),
         ("high", "medium"),
