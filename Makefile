@@ -8,6 +8,7 @@
 #   make test      the whole test suite (installs Debian's chromium for the dashboard tests)
 #   make bench     benchmarks against the floor, LiteLLM and claude-code-router (docs/BENCHMARKS.md)
 #   make lock      regenerate requirements.lock from pyproject.toml (needs the network)
+#   make mutate    mutation testing of proxy/protocol/ and proxy/stream/ (docs/TESTING.md)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -23,7 +24,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 3000
 ARGS   ?=
 
-.PHONY: install run dev stop claude test lock clean bench fuzz FORCE
+.PHONY: install run dev stop claude test lock clean bench fuzz mutate mutate-show mutate-lock FORCE
 
 # Every dependency is pinned with its hashes; pip refuses anything else (--require-hashes)
 # and installs no source distribution (--only-binary): no code runs at install time.
@@ -103,3 +104,36 @@ bench: $(STAMP)
 # The fuzz harness for minutes: FUZZ_EXAMPLES=N sets the examples per property (default 20000).
 fuzz: $(STAMP)
 	FUZZ_PROFILE=long $(BIN)/python -m pytest -q fuzz $(ARGS)
+
+# Mutation testing of the sans-I/O core (docs/TESTING.md). mutmut, pinned with hashes in
+# scripts/mutate-requirements.lock (outside the runtime lock, like the bench's peers), lives
+# in .cache/mutate with the runtime lock's packages. Its work tree is mutants/; the test map
+# (which tests reach which function) is rebuilt on every run so new tests count.
+# MUTATE="proxy.stream.machine*" re-runs one module's mutants and keeps the others' verdicts;
+# MUTATE_JOBS sets the parallel workers. The score table is written into docs/TESTING.md.
+MUTATE_VENV  := .cache/mutate
+MUTATE_STAMP := $(MUTATE_VENV)/.installed-$(shell cat requirements.lock scripts/mutate-requirements.lock | sha1sum | cut -c1-12)
+MUTATE       ?= proxy.protocol.* proxy.stream.*
+MUTATE_JOBS  ?= 2
+
+$(MUTATE_STAMP): requirements.lock scripts/mutate-requirements.lock
+	@rm -rf $(MUTATE_VENV) && $(PYTHON) -m venv $(MUTATE_VENV)
+	$(MUTATE_VENV)/bin/python -m pip install --quiet --require-hashes --only-binary :all: \
+		-r requirements.lock -r scripts/mutate-requirements.lock
+	@touch $@
+
+mutate: $(MUTATE_STAMP)
+	@rm -f mutants/mutmut-stats.json
+	nice $(MUTATE_VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) $(foreach m,$(MUTATE),"$(m)")
+	$(MUTATE_VENV)/bin/python scripts/mutation_report.py --mutmut $(MUTATE_VENV)/bin/mutmut
+
+mutate-show: $(MUTATE_STAMP)
+	@$(MUTATE_VENV)/bin/mutmut show $(NAME)
+
+mutate-lock:
+	@rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
+	.cache/lock-venv/bin/python -m pip install --quiet pip-tools
+	.cache/lock-venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links \
+		--output-file scripts/mutate-requirements.lock scripts/mutate-requirements.in
+	@rm -rf .cache/lock-venv

@@ -127,6 +127,34 @@ def test_lines_up_to_the_limit_are_fine():
     assert decode([line + b"\n", line[:10], line[10:] + b"\n"], max_line=64) == [{"c": "x" * 56}] * 2
 
 
+def test_the_errors_quote_the_first_80_bytes_of_the_line():
+    long = b"<html>" + b"x" * 200
+    with pytest.raises(UpstreamProtocolError) as caught:
+        NDJSONDecoder().feed(long + b"\n")
+    assert str(caught.value) == f"Ollama sent a line that is not JSON: {long[:80]!r}"
+    decoder = NDJSONDecoder()
+    decoder.feed(b'{"a": 1}\n' + long)
+    with pytest.raises(UpstreamProtocolError) as caught:
+        decoder.close()
+    assert str(caught.value) == f"Ollama's stream ended in the middle of a line: {long[:80]!r}"
+    decoder.close()  # reported once: the cut-off line is gone
+
+
+def test_the_default_line_limit_is_64_mib():
+    decoder = NDJSONDecoder()
+    decoder.feed(b"x" * (64 * 1024 * 1024))  # exactly the limit, still open: fine
+    with pytest.raises(UpstreamProtocolError, match=f"longer than {64 * 1024 * 1024} bytes"):
+        decoder.feed(b"x")
+
+
+def test_lines_and_blank_lines_come_out_unparsed_for_the_fast_path():
+    decoder = NDJSONDecoder()
+    assert decoder.feed_lines(b"") == []
+    assert decoder.feed_lines(b'{"a": 1}\n\n  \n{"b"') == [b'{"a": 1}']
+    assert decoder.feed_lines(b": 2}\n") == [b'{"b": 2}']
+    decoder.close()
+
+
 # --- parse_chunk on real chunk shapes (WIRE.md) -----------------------------------------
 
 CREATED = "2025-06-01T12:00:00.123456Z"

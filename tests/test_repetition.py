@@ -154,3 +154,51 @@ def test_the_translator_answers_stop_sequence_and_names_it():
     text = "".join(e.delta.get("text", "") for e in events if type(e).__name__ == "ContentBlockDelta")
     assert text == "<severity>7"
     assert (events[-2].stop_reason, events[-2].stop_sequence) == ("stop_sequence", "</severity>")
+
+
+# -- the guard's exact verdicts (proxy/stream/repetition.py) ---------------------------------
+
+from proxy.stream.repetition import CHECK_EVERY, MIN_REPEATS, Repetition, RepetitionGuard  # noqa: E402
+
+
+def test_the_guard_names_the_shortest_repeated_span():
+    guard = RepetitionGuard(400)
+    assert guard.feed("abc" * 200) == Repetition(span=3, repeats=133, sample="abc")
+    guard = RepetitionGuard(400)
+    assert guard.feed("x" * 400) == Repetition(span=1, repeats=400, sample="x")
+
+
+def test_the_sample_is_cut_to_80_characters():
+    span = "".join(chr(0x41 + i % 26) + str(i) for i in range(40))[:100]
+    assert len(span) == 100
+    assert RepetitionGuard(400).feed(span * 4) == Repetition(span=100, repeats=4, sample=span[:80])
+
+
+def test_a_span_must_fill_the_window_four_times():
+    assert MIN_REPEATS == 4
+    span = "abcdefghijklmnopq"  # 17 characters: 64 holds it fewer than 4 times
+    assert RepetitionGuard(64).feed((span * 8)[:64 + 128]) is None
+    span = span[:16]  # 16: exactly 4 times
+    assert RepetitionGuard(64).feed(span * 12) == Repetition(span=16, repeats=4, sample=span)
+
+
+def test_the_guard_checks_every_128_characters_once_the_window_is_full():
+    assert CHECK_EVERY == 128
+    guard = RepetitionGuard(64)
+    assert guard.feed("ab" * 32) is None  # the window is full, but only 64 characters came
+    assert guard.feed("ab" * 31) is None  # 126
+    assert guard.feed("ab") == Repetition(span=2, repeats=32, sample="ab")  # 128: checked
+    guard = RepetitionGuard(200)
+    assert guard.feed("ab" * 99) is None  # 198 characters: the window is not full yet
+    assert guard.feed("a") is None
+    assert guard.feed("b") == Repetition(span=2, repeats=100, sample="ab")
+
+
+def test_varied_text_and_a_guard_turned_off_never_stop_an_answer():
+    prose = "".join(f"line {i}: value {i * i}\n" for i in range(400))
+    guard = RepetitionGuard(400)
+    assert all(guard.feed(prose[i:i + 50]) is None for i in range(0, len(prose), 50))
+    for window in (0, -1):
+        guard = RepetitionGuard(window)
+        assert guard.feed("x" * 10_000) is None
+    assert RepetitionGuard(64).feed("") is None

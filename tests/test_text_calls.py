@@ -138,6 +138,64 @@ async def test_a_call_shown_as_an_example_stays_text_byte_for_byte(fake_ollama, 
     assert message.stop_reason == "end_turn"
 
 
+CALL = '<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>'
+LS = ("call", "Bash", {"command": "ls"})
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # an end-of-turn token right after a call is dropped; anywhere else it is text
+        (CALL + "<|im_end|>", [LS]),
+        (CALL + "</s></s>", [LS]),
+        (CALL + "\n<|eot_id|>", [LS, ("text", "\n")]),
+        (CALL + " ok <|eot_id|>", [LS, ("text", " ok <|eot_id|>")]),
+        ("Hello <|im_end|>", [("text", "Hello <|im_end|>")]),
+        ("<|eot_id|>" + CALL, [("text", "<|eot_id|>"), LS]),
+        # an example in inline code or in a fence of another language stays text
+        ("a `" + CALL + "` b", [("text", "a `" + CALL + "` b")]),
+        ("x\n```python\n" + CALL + "\n```\n" + CALL, [("text", "x\n```python\n" + CALL + "\n```\n"), LS]),
+        ("``" + CALL + "`` then " + CALL, [("text", "``" + CALL + "`` then "), LS]),
+        ("a `code`\n" + CALL, [("text", "a `code`\n"), LS]),
+        ("an unclosed `code\n" + CALL, [("text", "an unclosed `code\n"), LS]),
+        ("text ```" + CALL + "```", [("text", "text ```" + CALL + "```")]),
+        # backticks after other text on their line open no fence (markdown): what follows
+        # on the next line is no example ("\xa0" is no indentation either)
+        ('a\nX```python\n{"name": "Bash", "arguments": {"command": "ls"}}\n```',
+         [("text", "a\nX```python\n"), LS, ("text", "\n```")]),
+        ('a\n\xa0```python\n{"name": "Bash", "arguments": {"command": "ls"}}\n```',
+         [("text", "a\n\xa0```python\n"), LS, ("text", "\n```")]),
+        ("X```python\n" + CALL + "\n```", [("text", "X```python\n"), LS, ("text", "\n```")]),
+        ("\xa0```python\n" + CALL + "\n```", [("text", "\xa0```python\n"), LS, ("text", "\n```")]),
+        # a fenced call whose closing fence never came is still the call at the end
+        ('```json\n{"name": "Bash", "arguments": {"command": "ls"}}', [LS]),
+        ('```json\n{"name": "Bash", "arguments": {"command": "ls"}}\n', [LS]),
+        # a fence holding anything beside the call is an example
+        ('```json\n{"name": "Bash", "arguments": {"command": "ls"}}\nX```',
+         [("text", '```json\n{"name": "Bash", "arguments": {"command": "ls"}}\nX```')]),
+    ],
+)
+def test_trailers_and_code_around_printed_calls_at_every_split(text, expected):
+    assert run([text]) == expected
+    assert run(list(text)) == expected
+    for cut in range(1, len(text)):
+        assert run([text[:cut], text[cut:]]) == expected, cut
+
+
+def test_a_call_cut_off_after_the_hold_limit_is_released_as_text(monkeypatch):
+    from proxy.stream import text_calls
+
+    monkeypatch.setattr(text_calls, "MAX_HOLD", 200)
+    start = '<tool_call>{"name": "Bash", "arguments": {"command": "'
+    filt = TextCallFilter(TOOLS)
+    out = filt.feed(start + "x" * 100)
+    assert out == [] and filt.holding == start + "x" * 100  # may still be a call: held
+    # past the limit: no real call is this long; all of it goes out as text, in order
+    assert normalize(filt.feed("x" * 100)) == [("text", start + "x" * 200)]
+    assert filt.holding == ""
+    assert normalize(filt.feed('"}}</tool_call>') + filt.finish()) == [("text", '"}}</tool_call>')]
+
+
 @pytest.mark.parametrize("step", [1, 2, 3])
 def test_an_example_in_a_fence_stays_text_when_its_backticks_arrive_one_by_one(step):
     """With a template that leaves out the fenced dialect, backticks are no opener: a
@@ -145,8 +203,7 @@ def test_an_example_in_a_fence_stays_text_when_its_backticks_arrive_one_by_one(s
     marks, and a call shown in a ```python example streamed token by token was run."""
     from proxy.stream.dialects import BY_NAME
 
-    call = '<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>'
-    text = "Example:\n```python\n" + call + "\n```\nDone."
+    text = "Example:\n```python\n" + CALL + "\n```\nDone."
     filt = TextCallFilter(["Bash"], (BY_NAME["hermes"],))
     items = []
     for i in range(0, len(text), step):

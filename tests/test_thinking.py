@@ -123,3 +123,84 @@ async def test_unknown_to_api_show_falls_back_to_the_name(fake_ollama, start_pro
         response = await post(proxy, **REQUESTS["adaptive"])
     assert response.status_code == 200
     assert "think" not in fake_ollama.chat_requests[-1].body
+
+
+# -- the level a model that takes levels receives, at every boundary ------------------------
+
+
+def think_sent(extra, *, model="gpt-oss:20b", can_think=True):
+    """What Ollama receives as ``think`` (absent: the key is not in the body)."""
+    from proxy.protocol.translate import translate_request, validate_request
+
+    body = validate_request({"model": "claude-x", "max_tokens": 5, "messages": USER, **extra})
+    return translate_request(body, ollama_model=model, can_think=can_think).ollama.get("think", "absent")
+
+
+@pytest.mark.parametrize(
+    "budget, level",
+    [(1024, "low"), (4095, "low"), (4096, "medium"), (16383, "medium"), (16384, "high"), (100000, "high")],
+)
+def test_a_thinking_budget_becomes_a_level_at_the_right_boundary(budget, level):
+    assert think_sent({"thinking": {"type": "enabled", "budget_tokens": budget}}) == level
+
+
+@pytest.mark.parametrize("budget", ["big", True, 20000.5, None])
+def test_a_budget_that_is_not_an_integer_means_medium(budget):
+    assert decide_think({"thinking": {"type": "enabled", "budget_tokens": budget}},
+                        model="gpt-oss:20b", can_think=True) == ThinkDecision("medium")
+    assert decide_think({"thinking": {"type": "enabled"}}, model="gpt-oss:20b", can_think=True).think == "medium"
+
+
+@pytest.mark.parametrize(
+    "output_config, level",
+    [
+        ({"effort": "low"}, "low"),
+        ({"effort": "medium"}, "medium"),
+        ({"effort": "high"}, "high"),
+        ({"effort": "xhigh"}, "high"),
+        ({"effort": "max"}, "high"),
+        ({"effort": "ultra"}, "medium"),  # a level Ollama does not know: the middle one
+        ({"effort": 3}, "medium"),
+        ({"effort": ["high"]}, "medium"),  # not a string: not looked up at all
+        ({}, "medium"),
+        (None, "medium"),
+        ("high", "medium"),
+    ],
+)
+def test_adaptive_thinking_takes_its_level_from_the_effort(output_config, level):
+    body = {"thinking": {"type": "adaptive"}}
+    if output_config is not None:
+        body["output_config"] = output_config
+    assert decide_think(body, model="gpt-oss:20b", can_think=True) == ThinkDecision(level)
+
+
+@pytest.mark.parametrize(
+    "model, levels",
+    [
+        ("gpt-oss:20b", True),
+        ("GPT-OSS:120b", True),
+        ("library/gpt-oss:20b", True),
+        ("hf.co/someone/gpt-oss-20b-GGUF:Q4", True),
+        ("gpt-oss", True),
+        ("my-gpt-oss:20b", False),
+        ("gpt-oss-like/qwen3:8b", False),
+        ("qwen3:8b", False),
+    ],
+)
+def test_which_models_receive_a_level_rather_than_true(model, levels):
+    sent = think_sent({"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}}, model=model)
+    assert sent == ("low" if levels else True)
+
+
+def test_a_thinking_value_that_is_not_an_object_asks_for_nothing():
+    for thinking in ("enabled", ["enabled"], None):
+        assert decide_think({"thinking": thinking}, model="qwen3:8b", can_think=True) == ThinkDecision(False)
+        assert decide_think({"thinking": thinking}, model="llama3:8b", can_think=False) == ThinkDecision(None)
+    assert decide_think({"thinking": {"type": "bogus"}}, model="gpt-oss:20b", can_think=True) == ThinkDecision(False)
+
+
+def test_a_model_that_cannot_think_receives_no_think_field():
+    assert think_sent({"thinking": {"type": "enabled", "budget_tokens": 20000}}, can_think=False) == "absent"
+    assert think_sent({}, model="qwen3:8b", can_think=False) == "absent"
+    assert think_sent({}, model="qwen3:8b") is False
+    assert think_sent({"thinking": {"type": "disabled"}}) is False

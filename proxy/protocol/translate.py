@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from typing import Any
 
 from ..errors import RequestError
@@ -152,9 +153,9 @@ def validate_request(body: Any) -> dict[str, Any]:
                 raise _fail(f"tools.{j}.input_schema", "must be an object")
     for key in ("temperature", "top_p"):
         if key in body and body[key] is not None and (
-            isinstance(body[key], bool) or not isinstance(body[key], (int, float))
+            isinstance(body[key], bool) or not isinstance(body[key], (int, float)) or not math.isfinite(body[key])
         ):
-            raise _fail(key, "must be a number")
+            raise _fail(key, "must be a number")  # NaN and Infinity parse, but Ollama's JSON has no such thing
     if "top_k" in body and body["top_k"] is not None and not _is_int(body["top_k"]):
         raise _fail("top_k", "must be an integer")
     stops = body.get("stop_sequences")
