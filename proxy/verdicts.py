@@ -25,6 +25,7 @@ import logging
 from typing import Any
 
 from .errors import ProxyError, UpstreamModelNotFound
+from .protocol.bounded import BoundedDict
 
 __all__ = ["FinalVerdicts", "VERDICT_TTL"]
 
@@ -47,18 +48,15 @@ class FinalVerdicts:
     def __init__(self, ttl: float = VERDICT_TTL, missing_ttl: float = MISSING_TTL) -> None:
         self._ttl = ttl
         self._missing_ttl = missing_ttl
-        self._kept: dict[Key, tuple[ProxyError, str, float]] = {}
+        self._kept: BoundedDict[Key, tuple[ProxyError, str, float]] = BoundedDict(MAX_VERDICTS)
         #: Ollama model → (its "not found" error, the request that learned it, expiry)
-        self._missing: dict[str, tuple[ProxyError, str, float]] = {}
+        self._missing: BoundedDict[str, tuple[ProxyError, str, float]] = BoundedDict(MAX_VERDICTS)
 
     def remember_missing(self, model: str, request_id: str, outcome: dict[str, Any] | None, *, now: float) -> None:
         """Keep the answer when Ollama said ``model`` does not exist."""
         error = outcome.get("error") if outcome else None
         if isinstance(error, UpstreamModelNotFound):
-            self._missing.pop(model, None)
             self._missing[model] = (error, request_id, now + self._missing_ttl)
-            while len(self._missing) > MAX_VERDICTS:
-                del self._missing[next(iter(self._missing))]
 
     def known_missing(self, model: str, request_id: str, *, now: float) -> None:
         """Raise the "not found" answer for ``model`` if Ollama gave it a moment ago."""
@@ -85,10 +83,7 @@ class FinalVerdicts:
             return
         if outcome.get("status") != 200 or translator.produced_output:
             return  # answered with a status (final already), or failed mid-answer
-        self._kept.pop(key, None)
         self._kept[key] = (error, request_id, now + self._ttl)
-        while len(self._kept) > MAX_VERDICTS:
-            del self._kept[next(iter(self._kept))]
 
     def repeat(self, key: Key, request_id: str, *, now: float) -> None:
         """Raise the kept verdict for ``key`` (once), if one is still fresh."""
