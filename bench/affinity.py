@@ -51,7 +51,7 @@ import httpx  # noqa: E402
 import trio  # noqa: E402
 
 from proxy.config import load_settings  # noqa: E402
-from proxy.server import serve  # noqa: E402
+from proxy.server.runner import serve  # noqa: E402
 from tests.fake_ollama import FakeOllama, Model, Recorded, text_stream  # noqa: E402
 
 HOSTS = 4

@@ -15,7 +15,7 @@ import trio
 from hypothesis import HealthCheck, settings
 
 from proxy.config import load_settings
-from proxy.server import serve
+from proxy.server.runner import serve
 from tests.conftest import MODELS, fake_ollama, proxy, start_proxy  # noqa: F401  (fixtures)
 from tests.fake_ollama import FakeOllama
 

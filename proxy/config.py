@@ -244,7 +244,7 @@ def _parse_ollama_urls(value: Any) -> str:
     """One URL, or several: a list (flags, config file) or a comma-separated string (env),
     each ``URL`` or ``URL=WEIGHT``. Returns them normalized, comma-separated: one URL
     comes back exactly as :func:`_parse_url` makes it."""
-    from .routing import HostSpec, format_host_list, parse_host_spec
+    from .protocol.routing import HostSpec, format_host_list, parse_host_spec
 
     if not isinstance(value, list):
         value = [_parse_str(value)]

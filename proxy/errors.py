@@ -25,7 +25,7 @@ after it::
         └── UpstreamProtocolError   (502 api_error)        reset, truncation, garbage, error line
 
 Ollama's statuses and transport failures are mapped to these in one place:
-:mod:`proxy.upstream`.
+:mod:`proxy.ollama.client`.
 
 Retries: Claude Code retries a 5xx or 529 up to ten times with backoff unless the answer
 says ``x-should-retry: false``. Each error class says which side retries it

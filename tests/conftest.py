@@ -11,9 +11,9 @@ import anthropic
 import pytest
 import trio
 
-from proxy.app import ProxyApp
+from proxy.server.app import ProxyApp
 from proxy.config import load_settings
-from proxy.server import serve
+from proxy.server.runner import serve
 from tests.claude_code import claude_code_binary
 from tests.fake_ollama import FakeOllama, Model
 

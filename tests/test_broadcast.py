@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from proxy.broadcast import Broadcast, FeedClosed
+from proxy.live.broadcast import Broadcast, FeedClosed
 
 
 def clock() -> float:

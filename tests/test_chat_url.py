@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from proxy.ollama_chat import OllamaChat
-from proxy.upstream import CHAT_PATH, open_client
+from proxy.ollama.chat import OllamaChat
+from proxy.ollama.client import CHAT_PATH, open_client
 
 
 @pytest.mark.parametrize("base", [

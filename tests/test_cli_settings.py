@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy import cli
-from proxy.app import ProxyApp
+from proxy.cli import main as cli
+from proxy.server.app import ProxyApp
 from proxy.config import (
     CONTAINER_OLLAMA_URL,
     SETTINGS,

@@ -157,7 +157,7 @@ async def test_make_stop_waits_for_the_proxy_and_never_removes_the_file_itself(f
 def test_the_bind_itself_failing_is_the_same_one_line(monkeypatch, capsys, tmp_path):
     """The checks before start-up can lose a race (two proxies started at once); then the
     server's own bind error says the same, and the other proxy's PID file is left alone."""
-    from proxy import cli
+    from proxy.cli import main as cli
 
     pid_file = tmp_path / "proxy.pid"
     pid_file.write_text(f"{os.getppid()}\n")  # a live process that is not this one

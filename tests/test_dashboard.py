@@ -26,7 +26,7 @@ from tests.test_e2e_sdk import WRITE_TOOL
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]}
-PAGE = Path(__file__).resolve().parents[1] / "proxy" / "dashboard.html"
+PAGE = Path(__file__).resolve().parents[1] / "proxy" / "live" / "dashboard.html"
 COLUMNS = ["id", "model", "status", "ttft", "tps", "in", "out", "context", "repairs", "duration", "started"]
 
 #: Every row as the user reads it: its data attributes and each cell's visible text.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cli import COMMANDS
+from proxy.cli.main import COMMANDS
 from proxy.config import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,11 +9,11 @@ import httpx
 import pytest
 import trio
 
-from proxy import admin_commands
+from proxy.cli import admin as admin_commands
 from proxy.config import describe_source, load_settings
-from proxy.doctor import Check, Facts, Verdict, evaluate, exit_code, model_roles, render_table
+from proxy.cli.doctor import Check, Facts, Verdict, evaluate, exit_code, model_roles, render_table
 from proxy.errors import ProxyError
-from proxy.ollama_admin import PullProgress, canonical_name, parse_version, pull_model, settle_container_default
+from proxy.ollama.admin import PullProgress, canonical_name, parse_version, pull_model, settle_container_default
 from tests.fake_ollama import Model
 
 CLAUDE = lambda name: "/usr/local/bin/claude"  # noqa: E731 - `which` stand-ins

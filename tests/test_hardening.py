@@ -310,9 +310,9 @@ async def test_a_server_cancelled_after_the_answer_was_sent_cut_nothing(fake_oll
     """After the answer went out the relay still reads the rest of Ollama's body (briefly);
     a server cancelled then (an embedding program, a test, a bench) cut nothing: no 'cut by
     the shutdown' warning, and the client's stream is whole."""
-    from proxy.app import ProxyApp
+    from proxy.server.app import ProxyApp
     from proxy.config import load_settings
-    from proxy.server import serve
+    from proxy.server.runner import serve
 
     settings = load_settings({"host": "127.0.0.1", "port": 0, "ollama_url": fake_ollama.url},
                              environ={}, read_config_file=False)
@@ -462,7 +462,7 @@ async def test_a_full_ollama_pool_is_reported_as_the_proxys_own_limit(fake_ollam
 
 def test_serve_listens_with_a_backlog_for_bursts_of_connections():
     from proxy.config import load_settings
-    from proxy.server import hypercorn_config
+    from proxy.server.runner import hypercorn_config
 
     config = hypercorn_config(load_settings({}, environ={}, read_config_file=False))
     assert config.backlog >= 1024

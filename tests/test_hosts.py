@@ -147,7 +147,7 @@ async def test_a_host_with_the_model_loaded_wins_over_one_that_would_load_it(nur
 
 
 async def test_a_session_stays_on_one_host_for_50_turns(nursery, start_proxy):
-    from proxy.routing import rendezvous_score
+    from proxy.protocol.routing import rendezvous_score
 
     all_boxes = await boxes(nursery, *((n, [QWEN], ("qwen3:8b",)) for n in "abc"))
     proxy = await start_proxy(ollama_url=[b.url for b in all_boxes])
@@ -470,7 +470,7 @@ async def test_the_model_list_is_every_hosts_models(nursery, start_proxy):
 async def test_doctor_models_and_pull_cover_every_host(nursery, capsys):
     import io
 
-    from proxy import admin_commands
+    from proxy.cli import admin as admin_commands
     from proxy.config import load_settings
 
     a, b, dead = await boxes(nursery, ("a", [QWEN, LLAMA], ()), ("b", [QWEN], ()), ("dead", [QWEN], ()))

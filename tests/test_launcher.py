@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from proxy.config import load_settings
-from proxy.launcher import claude_environment, claude_models, find_running_proxy, run_claude
+from proxy.cli.launcher import claude_environment, claude_models, find_running_proxy, run_claude
 from tests.fake_ollama import text_stream
 
 STAND_IN = f"""#!{sys.executable}

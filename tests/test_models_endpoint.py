@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from proxy.ollama_admin import InstalledModel
+from proxy.ollama.admin import InstalledModel
 from proxy.protocol.model_list import EPOCH, model_entries, paginate
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import trio
 
-from proxy import relay
-from proxy.ollama_chat import ChunkedBody, OllamaChat, _Connection
+from proxy.server import relay
+from proxy.ollama.chat import ChunkedBody, OllamaChat, _Connection
 from tests.fake_ollama import Await, Burst, Chunk, Reset, Sleep, Stall, Status, text_stream
 from tests.test_lifecycle import BODY, live_request_tasks, sse_events, wait_until
 
@@ -133,7 +133,7 @@ async def test_cancelling_closes_the_socket_at_once(fake_ollama, phase):
     assert chat.idle_connections == 0
 
 
-# -- errors (mapped by proxy.upstream.transport_error, as before) -------------------------
+# -- errors (mapped by proxy.ollama.client.transport_error, as before) -------------------------
 
 
 async def test_refused_reset_and_garbage_raise_httpx_errors(fake_ollama):

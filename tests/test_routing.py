@@ -8,7 +8,7 @@ import json
 import pytest
 
 from proxy.config import ConfigError, load_settings
-from proxy.routing import (
+from proxy.protocol.routing import (
     BACKOFF_MAX,
     HostSpec,
     HostTable,
@@ -87,7 +87,7 @@ def test_bad_url_lists_are_configuration_errors(value, message):
 
 
 def test_the_cli_takes_the_flag_several_times():
-    from proxy.cli import build_parser, flag_values
+    from proxy.cli.main import build_parser, flag_values
 
     args = build_parser().parse_args(["--ollama-url", "http://a:1", "--ollama-url", "http://b:2=2"])
     settings = load_settings(flag_values(args), environ={}, read_config_file=False)

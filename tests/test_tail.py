@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 
-from proxy.tail import TailRefused, events_url, format_event, tail
+from proxy.live.tail import TailRefused, events_url, format_event, tail
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]}

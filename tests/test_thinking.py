@@ -6,7 +6,7 @@ import httpx
 import pytest
 import trio
 
-from proxy.capabilities import guess_from_name
+from proxy.ollama.capabilities import guess_from_name
 from proxy.protocol.thinking import ThinkDecision, decide_think
 from tests.fake_ollama import Status, text_stream
 

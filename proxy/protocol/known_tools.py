@@ -75,7 +75,7 @@ class ToolsCache:
     def __init__(self, size: int = 8) -> None:
         self._size = size
         self._entries: collections.OrderedDict[str, KnownTools] = collections.OrderedDict()
-        # Big bodies are parsed in worker threads (proxy.app), small ones on the event loop.
+        # Big bodies are parsed in worker threads (proxy.server.app), small ones on the event loop.
         self._lock = threading.Lock()
 
     def match(self, text: str, start: int) -> KnownTools | None:

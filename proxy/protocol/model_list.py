@@ -35,7 +35,7 @@ def _describe(model: Any) -> str:
 def model_entries(installed: Iterable[Any], model_map: Mapping[str, str]) -> list[dict[str, Any]]:
     """Anthropic model objects: the map's named keys, then the installed models.
 
-    ``installed`` holds :class:`~proxy.ollama_admin.InstalledModel`-like objects (``name``,
+    ``installed`` holds :class:`~proxy.ollama.admin.InstalledModel`-like objects (``name``,
     ``modified_at``, ``parameter_size``, ``quantization``).
     """
     installed = list(installed)

@@ -20,9 +20,9 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import proxy.app  # noqa: E402
+import proxy.server.app  # noqa: E402
 from proxy.config import load_settings  # noqa: E402
-from proxy.server import serve  # noqa: E402
+from proxy.server.runner import serve  # noqa: E402
 from tests.claude_code import claude_code_binary, claude_code_env  # noqa: E402
 from tests.fake_ollama import FakeOllama, Model, text_stream  # noqa: E402
 
@@ -33,13 +33,13 @@ def call(name: str, **arguments) -> dict:
 
 async def main(out: Path) -> None:
     recorded: list[dict] = []
-    original = proxy.app.validate_request
+    original = proxy.server.app.validate_request
 
     def recording(body):
         recorded.append(json.loads(json.dumps(body)))
         return original(body)
 
-    proxy.app.validate_request = recording
+    proxy.server.app.validate_request = recording
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "project"
         work.mkdir()

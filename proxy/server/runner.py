@@ -65,7 +65,7 @@ async def serve(
 
     ``task_status.started`` gets the bound URLs (``http://127.0.0.1:PORT``), so
     ``await nursery.start(serve, settings)`` works with port 0. ``console_log=False``
-    keeps log records off stdout (see :class:`~proxy.app.ProxyApp`). ``app``: serve this
+    keeps log records off stdout (see :class:`~proxy.server.app.ProxyApp`). ``app``: serve this
     ProxyApp (made with ``settings``) instead of a new one (the tests inspect it).
     """
     if app is None:

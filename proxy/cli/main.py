@@ -31,8 +31,8 @@ from typing import Any, Callable, NoReturn, Sequence
 
 import trio
 
-from . import __version__
-from .config import (
+from .. import __version__
+from ..config import (
     CONTAINER_DEFAULT,
     DEFAULT_CONFIG_FILE,
     SETTINGS,
@@ -44,7 +44,7 @@ from .config import (
     load_settings,
     running_in_container,
 )
-from .logs import configure_logging
+from ..logs import configure_logging
 
 __all__ = ["main", "build_parser", "split_claude_args"]
 
@@ -305,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     command = args.command or "serve"
     if command != "tail" and settings.origins.get("ollama_url") == CONTAINER_DEFAULT:
-        from .ollama_admin import settle_container_default
+        from ..ollama.admin import settle_container_default
 
         settings = trio.run(settle_container_default, settings)
     try:
@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(
                 lambda: run_claude(settings, claude["claude_args"], claude_bin=claude["claude_bin"])
             )
-        from . import admin_commands
+        from . import admin as admin_commands
 
         if command == "doctor":
             return trio.run(lambda: admin_commands.doctor(settings, as_json=args.json))
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _tail(settings: Any, *, url: str | None, as_json: bool) -> int:
-    from .tail import TailRefused, tail
+    from ..live.tail import TailRefused, tail
 
     if url is None:
         host = settings.host
@@ -353,7 +353,7 @@ def _tail(settings: Any, *, url: str | None, as_json: bool) -> int:
 
 
 def _serve(settings: Any, *, pid_file: str | None) -> int:
-    from .server import first_signal, serve
+    from ..server.runner import first_signal, serve
 
     pid_path = Path(pid_file) if pid_file else None
     try:

@@ -28,9 +28,9 @@ from typing import Any, Callable
 
 import trio
 
-from .config import describe_source, is_loopback_host
-from .errors import ProxyError
-from .ollama_admin import (
+from ..config import describe_source, is_loopback_host
+from ..errors import ProxyError
+from ..ollama.admin import (
     InstalledModel,
     ModelDetails,
     canonical_name,
@@ -40,7 +40,7 @@ from .ollama_admin import (
     open_admin_client,
     parse_version,
 )
-from .protocol.models import resolve_model
+from ..protocol.models import resolve_model
 
 __all__ = [
     "Verdict", "Check", "Facts", "model_roles", "evaluate", "evaluate_hosts", "gather_facts", "render_table", "exit_code",

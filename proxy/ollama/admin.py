@@ -2,7 +2,7 @@
 
 ``/api/version``, ``/api/tags``, ``/api/show`` and ``/api/pull`` — everything the proxy asks
 Ollama that is not a chat. Each function takes an ``httpx.AsyncClient`` whose base URL is
-Ollama's and raises a :class:`~proxy.errors.ProxyError` (mapped by :mod:`proxy.upstream`,
+Ollama's and raises a :class:`~proxy.errors.ProxyError` (mapped by :mod:`proxy.ollama.client`,
 so the messages say what to do) when Ollama cannot be reached or answers with an error.
 Deadlines belong to the caller (``trio.fail_after`` around the call).
 """
@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterable
 import httpx
 import trio
 
-from .errors import ProxyError, UpstreamProtocolError
-from .stream.ndjson import NDJSONDecoder
-from .upstream import ERROR_BODY_LIMIT, read_capped, remember_client, status_error, transport_error
+from ..errors import ProxyError, UpstreamProtocolError
+from ..stream.ndjson import NDJSONDecoder
+from .client import ERROR_BODY_LIMIT, read_capped, remember_client, status_error, transport_error
 
 __all__ = [
     "InstalledModel",
@@ -283,7 +283,7 @@ async def settle_container_default(
 
     Settings whose Ollama URL came from anywhere else are returned as they are.
     """
-    from .config import CONTAINER_DEFAULT
+    from ..config import CONTAINER_DEFAULT
 
     if settings.origins.get("ollama_url") != CONTAINER_DEFAULT:
         return settings

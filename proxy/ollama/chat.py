@@ -16,7 +16,7 @@ the admin calls (show, tags, ps, pull, version), where it does well.
 
 Failures are raised as httpx's exception classes (``ConnectError``, ``ConnectTimeout``,
 ``PoolTimeout``, ``ReadError``, ``WriteError``, ``RemoteProtocolError``) so that
-:func:`proxy.upstream.transport_error` stays the one place that maps them.
+:func:`proxy.ollama.client.transport_error` stays the one place that maps them.
 
 A connection goes back to the pool only when its response was read to the end and both
 sides can go on (h11 says so); a response left half-read, a cancelled one, or one with
@@ -39,7 +39,7 @@ import h11
 import httpx
 import trio
 
-from .upstream import remember_client
+from .client import remember_client
 
 __all__ = ["OllamaChat", "ChatResponse", "open_chat"]
 
@@ -436,6 +436,6 @@ def open_chat(
 ) -> OllamaChat:
     """The chat client, opened in the ASGI lifespan next to the admin httpx client.
     ``origin`` (where the URL came from) and ``max_connections`` are named in the
-    messages of :func:`proxy.upstream.transport_error`."""
+    messages of :func:`proxy.ollama.client.transport_error`."""
     chat = OllamaChat(ollama_url, connect_timeout=connect_timeout, max_connections=max_connections)
     return remember_client(chat, origin=origin, max_connections=max_connections)

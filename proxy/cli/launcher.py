@@ -26,12 +26,12 @@ from typing import Any, Mapping, Sequence
 import httpx
 import trio
 
-from .config import describe_source
-from .errors import ProxyError
-from .ollama_admin import describe_models, open_admin_client
-from .protocol.auto_mode import AUTO_MODE_MODEL
-from .protocol.models import resolve_model
-from .routing import host_urls
+from ..config import describe_source
+from ..errors import ProxyError
+from ..ollama.admin import describe_models, open_admin_client
+from ..protocol.auto_mode import AUTO_MODE_MODEL
+from ..protocol.models import resolve_model
+from ..protocol.routing import host_urls
 
 __all__ = ["claude_models", "claude_environment", "find_running_proxy", "context_window", "run_claude"]
 
@@ -213,7 +213,7 @@ async def run_claude(
         url = await find_running_proxy(settings.host, settings.port)
         where = "running proxy"
         if url is None:
-            from .server import serve
+            from ..server.runner import serve
 
             log_file = settings.log_file or default_log_file(environ)
             inner = dataclasses.replace(settings, host="127.0.0.1", port=0, log_file=log_file)

@@ -1,7 +1,7 @@
 """The operator commands that talk to Ollama: ``doctor``, ``models`` and ``pull``.
 
 Each is an async function that prints to ``out`` (default stdout) and returns the exit
-code; :mod:`proxy.cli` runs them with ``trio.run``.
+code; :mod:`proxy.cli.main` runs them with ``trio.run``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any, TextIO
 import trio
 
 from . import doctor as doctor_checks
-from .config import describe_source
-from .errors import ProxyError
-from .ollama_admin import InstalledModel, PullProgress, describe_models, list_models, open_admin_client, pull_model
-from .routing import host_urls
+from ..config import describe_source
+from ..errors import ProxyError
+from ..ollama.admin import InstalledModel, PullProgress, describe_models, list_models, open_admin_client, pull_model
+from ..protocol.routing import host_urls
 
 __all__ = ["doctor", "models", "pull", "PullPrinter", "format_size"]
 

@@ -1,6 +1,6 @@
 """What each Ollama model can do, asked of ``/api/show`` once and cached.
 
-:class:`CapabilityCache` keeps one :class:`~proxy.ollama_admin.ModelDetails` per model for
+:class:`CapabilityCache` keeps one :class:`~proxy.ollama.admin.ModelDetails` per model for
 ``ttl`` seconds. When Ollama's chat answer contradicts it (a 400 ``does not support
 thinking`` or ``does not support tools`` for a model ``/api/show`` said could), Ollama is
 believed: ``contradicted`` removes the capability and keeps that for ``ttl`` seconds, so
@@ -16,10 +16,10 @@ import logging
 import httpx
 import trio
 
-from .errors import ProxyError, UpstreamModelNotFound, UpstreamUnreachable
-from .ollama_admin import ModelDetails, list_models, show_model
-from .protocol.bounded import BoundedDict
-from .protocol.thinking import NAME_FALLBACK_THINKERS
+from ..errors import ProxyError, UpstreamModelNotFound, UpstreamUnreachable
+from .admin import ModelDetails, list_models, show_model
+from ..protocol.bounded import BoundedDict
+from ..protocol.thinking import NAME_FALLBACK_THINKERS
 
 __all__ = ["CapabilityCache", "guess_from_name"]
 

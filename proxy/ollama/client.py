@@ -16,8 +16,8 @@ from typing import TypeVar
 import httpx
 import trio
 
-from .protocol.bounded import clip
-from .errors import (
+from ..protocol.bounded import clip
+from ..errors import (
     PoolExhausted,
     ProxyError,
     UpstreamBadRequest,
@@ -66,7 +66,7 @@ _pool_limits: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary
 def remember_client(client: _C, *, origin: str | None, max_connections: int | None = None) -> _C:
     """Note where ``client``'s Ollama URL came from (see :func:`proxy.config.describe_source`)
     and how many connections it may open, for the messages of :func:`transport_error`.
-    ``client``: the admin httpx client or the chat client (:mod:`proxy.ollama_chat`)."""
+    ``client``: the admin httpx client or the chat client (:mod:`proxy.ollama.chat`)."""
     if origin:
         _origins[client] = origin
     if max_connections is not None:
@@ -87,7 +87,7 @@ def open_client(
     ollama_url: str, *, connect_timeout: float, origin: str | None = None, max_connections: int = 256
 ) -> httpx.AsyncClient:
     """The client for Ollama's admin calls, opened in the ASGI lifespan (``/api/chat`` has
-    its own, :mod:`proxy.ollama_chat`).
+    its own, :mod:`proxy.ollama.chat`).
 
     Only the connect step has an httpx timeout: reads are bounded by the relay, which knows
     whether it is waiting for the first token (minutes of prefill) or between two chunks.

@@ -26,15 +26,15 @@ import httpx
 import trio
 
 from .asgi import Receive, Send, send_error, send_json
-from .errors import PoolExhausted, ProxyError, ShuttingDown, UpstreamBusy, UpstreamError, UpstreamTimeout
-from .hosts import Route
-from .live import RequestWatch
-from .ollama_chat import OllamaChat
-from .protocol.translate import TranslatedRequest, encode_ollama_body
-from .stream.events import Event, Ping, encode_sse
-from .stream.message import MessageBuilder
-from .stream.translator import ResponseTranslator
-from .upstream import ERROR_BODY_LIMIT, read_capped, status_error, transport_error
+from ..errors import PoolExhausted, ProxyError, ShuttingDown, UpstreamBusy, UpstreamError, UpstreamTimeout
+from ..ollama.hosts import Route
+from ..live.requests import RequestWatch
+from ..ollama.chat import OllamaChat
+from ..protocol.translate import TranslatedRequest, encode_ollama_body
+from ..stream.events import Event, Ping, encode_sse
+from ..stream.message import MessageBuilder
+from ..stream.translator import ResponseTranslator
+from ..ollama.client import ERROR_BODY_LIMIT, read_capped, status_error, transport_error
 
 __all__ = ["RelaySettings", "serve_messages", "relay_routed", "wait_for_disconnect"]
 

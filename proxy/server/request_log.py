@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from typing import Any, Mapping
 
-from .logs import redact
+from ..logs import redact
 
 __all__ = ["RequestRecord", "log_request_start", "log_request_end", "log_request_bodies"]
 

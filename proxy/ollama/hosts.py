@@ -1,8 +1,8 @@
 """The Ollama hosts behind the proxy: one client each, their polls, and each request's route.
 
 :class:`HostPool` is opened in the ASGI lifespan. It holds the sans-I/O
-:class:`~proxy.routing.HostTable` (what is known of every host), and per host an httpx
-client for the admin calls (capabilities, polls, probes), an :class:`~proxy.ollama_chat.OllamaChat`
+:class:`~proxy.protocol.routing.HostTable` (what is known of every host), and per host an httpx
+client for the admin calls (capabilities, polls, probes), an :class:`~proxy.ollama.chat.OllamaChat`
 for ``/api/chat`` and a capability cache, and — when there are several hosts — a monitor task run in the
 lifespan's nursery: it reads each host's ``/api/tags`` and ``/api/ps`` every
 ``host_poll_interval`` seconds (each read bounded by ``connect_timeout``), and probes a down
@@ -23,7 +23,7 @@ import httpx
 import trio
 
 from .capabilities import CapabilityCache
-from .errors import (
+from ..errors import (
     PoolExhausted,
     ProxyError,
     UpstreamBusy,
@@ -32,10 +32,10 @@ from .errors import (
     UpstreamProtocolError,
     UpstreamUnreachable,
 )
-from .ollama_admin import InstalledModel, list_models, list_running
-from .ollama_chat import OllamaChat, open_chat
-from .routing import Host, HostState, HostTable, parse_host_list
-from .upstream import open_client, probe_version
+from .admin import InstalledModel, list_models, list_running
+from .chat import OllamaChat, open_chat
+from ..protocol.routing import Host, HostState, HostTable, parse_host_list
+from .client import open_client, probe_version
 
 __all__ = ["HostPool", "Route"]
 
@@ -62,7 +62,7 @@ class Route:
         return len(self.pool.table) == 1
 
     def client(self, host: Host) -> OllamaChat:
-        """``host``'s chat client (what :func:`proxy.relay.relay_upstream` streams from)."""
+        """``host``'s chat client (what :func:`proxy.server.relay.relay_upstream` streams from)."""
         return self.pool.chats[host.url]
 
     @contextlib.contextmanager

@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .errors import ProxyError, UpstreamModelNotFound
-from .protocol.bounded import BoundedDict
+from ..errors import ProxyError, UpstreamModelNotFound
+from ..protocol.bounded import BoundedDict
 
 __all__ = ["FinalVerdicts", "VERDICT_TTL"]
 

@@ -4,7 +4,7 @@ One connection is one subscription. Its handler owns a nursery with two tasks: t
 client reader (the only caller of ``receive()``; a ``websocket.disconnect`` cancels the
 connection's scope) and the writer below it, which sends the ``hello`` snapshot and then
 every event of the subscription, one JSON text message each. The writer may block on a
-viewer that does not read; publishers never do (see :mod:`proxy.broadcast`).
+viewer that does not read; publishers never do (see :mod:`proxy.live.broadcast`).
 
 A handshake that is refused (wrong path, missing key) gets an HTTP answer in Anthropic's
 error shape through the ``websocket.http.response`` extension, where the server has it.
@@ -18,10 +18,10 @@ import logging
 import trio
 
 from .asgi import Receive, Scope, Send
-from .broadcast import FeedClosed
-from .errors import ProxyError
-from .live import LiveRequests
-from .protocol.bounded import utf8, valid_text
+from ..live.broadcast import FeedClosed
+from ..errors import ProxyError
+from ..live.requests import LiveRequests
+from ..protocol.bounded import utf8, valid_text
 
 __all__ = ["serve_events", "reject_handshake"]
 

@@ -8,8 +8,8 @@ from typing import Any, Awaitable, Callable, Iterable, TypedDict
 
 import trio
 
-from .errors import ProxyError, RequestTimeout, RequestTooLarge
-from .protocol.bounded import utf8
+from ..errors import ProxyError, RequestTimeout, RequestTooLarge
+from ..protocol.bounded import utf8
 
 __all__ = ["Scope", "Receive", "Send", "read_body", "send_response", "send_json", "send_error", "header"]
 

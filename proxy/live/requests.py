@@ -17,7 +17,7 @@ import collections
 import time
 from typing import Any, Mapping
 
-from . import __version__
+from .. import __version__
 from .broadcast import Broadcast
 
 __all__ = ["LiveRequests", "RequestWatch", "PROGRESS_INTERVAL"]
@@ -56,7 +56,7 @@ class LiveRequests:
         self.broadcast = broadcast
         self.running: dict[str, RequestWatch] = {}
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT)
-        #: the Ollama hosts (proxy.hosts.HostPool), set at startup: their state is shown too
+        #: the Ollama hosts (proxy.ollama.hosts.HostPool), set at startup: their state is shown too
         self.host_pool: Any = None
         self._last_hosts: list[dict[str, Any]] | None = None
 
