@@ -75,7 +75,9 @@ $(CHROMIUM):
 	$(APT) install -y --no-install-recommends chromium >/dev/null 2>&1 \
 		|| { $(APT) update -qq && $(APT) install -y --no-install-recommends chromium; }
 
+# The layering contracts (pyproject.toml, docs/ARCHITECTURE.md) first: a broken rule fails fast.
 test: $(STAMP) $(CHROMIUM)
+	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/python -m pytest -q $(ARGS)
 
 # pip-tools resolves pyproject.toml's dependencies, its test extra and its build backend,

@@ -5,7 +5,7 @@
 ``--stall`` also measures how long one huge request (16 MB: 120,000 short user messages)
 stalls the event loop, for the three ways of running its CPU work: inline on the loop, in
 slices (a checkpoint between parse, validate, estimate and translate), or in a worker thread
-(``trio.to_thread.run_sync``, what proxy/app.py does from OFF_LOOP_BYTES on); and what the
+(``trio.to_thread.run_sync``, what proxy/server/app.py does from OFF_LOOP_BYTES on); and what the
 thread's hand-off costs for ordinary sizes.
 
 Bigger requests are built from the captured first turn by appending turns of tool calls and

@@ -17,7 +17,7 @@ from fuzz.conftest import SERVER_EXAMPLES, running_proxy
 from fuzz.test_stream_fuzz import streams
 from fuzz.validator import parse_sse, validate
 from tests.fake_ollama import Chunk, Line, Sleep, Stall
-from tests.test_lifecycle import live_request_tasks
+from tests.server.test_lifecycle import live_request_tasks
 
 BODY = {"model": "claude-opus-5-5", "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The proxy may front several Ollama hosts (``--ollama-url`` given more than once). For each
 request it makes a *plan*: the eligible hosts in the order to try them. The I/O layer
-(``proxy/hosts.py``) tries them in that order while nothing has been sent to the client and
+(``proxy/ollama/hosts.py``) tries them in that order while nothing has been sent to the client and
 reports each outcome back here; the polls of ``/api/tags`` and ``/api/ps`` report here too.
 Time is an argument (``now``, seconds on any monotonic clock), never read here.
 

@@ -18,7 +18,7 @@ import wsproto.events
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from tests.fake_ollama import Chunk, Model, Sleep, Stall, Status, text_stream, tool_call
-from tests.test_e2e_sdk import WRITE_TOOL
+from tests.e2e.test_e2e_sdk import WRITE_TOOL
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]}

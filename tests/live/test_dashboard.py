@@ -22,11 +22,11 @@ from trio_websocket import open_websocket_url
 
 from tests.browser import Page, find_chromium, launch_chromium
 from tests.fake_ollama import Chunk, Sleep, Stall, Status, text_stream, tool_call
-from tests.test_e2e_sdk import WRITE_TOOL
+from tests.e2e.test_e2e_sdk import WRITE_TOOL
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]}
-PAGE = Path(__file__).resolve().parents[1] / "proxy" / "live" / "dashboard.html"
+PAGE = Path(__file__).resolve().parents[2] / "proxy" / "live" / "dashboard.html"
 COLUMNS = ["id", "model", "status", "ttft", "tps", "in", "out", "context", "repairs", "duration", "started"]
 
 #: Every row as the user reads it: its data attributes and each cell's visible text.

@@ -16,7 +16,7 @@ import pytest
 from proxy.protocol.translate import translate_request, validate_request
 from tests.conftest import FIXTURES
 
-SESSIONS = sorted((Path(__file__).parent / "data" / "sessions").glob("*.json"))
+SESSIONS = sorted((Path(__file__).resolve().parents[1] / "data" / "sessions").glob("*.json"))
 
 
 def ollama_messages(body: dict, **options) -> list[str]:

@@ -18,7 +18,7 @@ import trio
 from proxy.server import relay
 from proxy.ollama.chat import ChunkedBody, OllamaChat, _Connection
 from tests.fake_ollama import Await, Burst, Chunk, Reset, Sleep, Stall, Status, text_stream
-from tests.test_lifecycle import BODY, live_request_tasks, sse_events, wait_until
+from tests.server.test_lifecycle import BODY, live_request_tasks, sse_events, wait_until
 
 CHAT = json.dumps({"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}]}).encode()
 

@@ -1,4 +1,4 @@
-"""The chat client's request line and Host header (proxy/ollama_chat.py) are the ones httpx
+"""The chat client's request line and Host header (proxy/ollama/chat.py) are the ones httpx
 makes of CHAT_PATH under the Ollama URL: a base path, IPv6, default ports."""
 
 from __future__ import annotations

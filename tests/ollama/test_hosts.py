@@ -389,7 +389,7 @@ async def test_two_proxies_pick_the_same_host_for_each_session(nursery, start_pr
 async def test_health_log_and_live_view_name_the_hosts(nursery, start_proxy, tmp_path):
     from trio_websocket import open_websocket_url
 
-    from tests.test_live import Viewer, ws_url  # the live feed's own test client
+    from tests.live.test_live import Viewer, ws_url  # the live feed's own test client
 
     a, b = await boxes(nursery, ("a", [QWEN], ("qwen3:8b",)), ("b", [QWEN, GEMMA], ()))
     log_file = tmp_path / "proxy.log"
@@ -507,7 +507,7 @@ async def test_doctor_models_and_pull_cover_every_host(nursery, capsys):
 
 # -- the dashboard ----------------------------------------------------------------------
 
-from tests.test_dashboard import browser, open_dashboard, rows, wait_for_row  # noqa: E402,F401 - a fixture too
+from tests.live.test_dashboard import browser, open_dashboard, rows, wait_for_row  # noqa: E402,F401 - a fixture too
 
 HOSTS_JS = """[...document.querySelectorAll('#host-rows tr')].map(tr => ({
     url: tr.dataset.url, state: tr.dataset.state, cells: [...tr.cells].map(td => td.innerText.trim())}))"""
@@ -550,7 +550,7 @@ async def test_real_claude_code_sessions_each_keep_to_one_host(nursery, start_pr
     import subprocess
 
     from tests.claude_code import claude_code_binary, claude_code_env
-    from tests.test_claude_code import _offers_write
+    from tests.e2e.test_claude_code import _offers_write
 
     try:
         claude_bin = claude_code_binary()

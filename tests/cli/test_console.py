@@ -21,7 +21,7 @@ import trio
 
 from proxy.config import SETTINGS, default_value, running_in_container
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = str(Path(sys.executable).parent / "claude-code-ollama-proxy")
 PROG = "claude-code-ollama-proxy"
 

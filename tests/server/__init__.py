@@ -1,0 +1,1 @@
+"""Tests of the HTTP side (proxy/server/), through the real server."""
