@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Any, Mapping
+from typing import Any
 
 from .. import __version__
+from ..protocol.lifecycle import Outcome
+from ..stream.translator import ResponseTranslator
 from .broadcast import Broadcast
 
 __all__ = ["LiveRequests", "RequestWatch", "PROGRESS_INTERVAL"]
@@ -226,31 +228,38 @@ class RequestWatch:
         """The request as the snapshot shows it while it runs: what is known so far."""
         return self._row(now, input_tokens=self.input_tokens, status="running", input_tokens_estimated=True)
 
-    def finish(self, *, outcome: Mapping[str, Any], translator: Any, now: float) -> None:
-        """The request ended: ``cancel`` or ``error`` when so, then ``finished``."""
+    def finish(self, *, outcome: Outcome, translator: ResponseTranslator) -> None:
+        """The request ended: ``cancel`` or ``error`` when so, then ``finished``. Its
+        numbers (time to first token, duration, tokens/s) are the outcome's, as in the log."""
         if self.done:
             return
         self.done = True
-        self.host = outcome.get("host", self.host)
-        self.output(translator, now)  # the last counts: output_tokens is final now
-        error = outcome.get("error")
-        if outcome.get("cancelled"):
+        self.host = outcome.host or self.host
+        self.output(translator, outcome.ended)  # the last repairs and loop
+        self.output_tokens = outcome.output_tokens
+        error = outcome.error
+        if outcome.cancelled:
             self._publish({
                 "type": "cancel",
                 "request_id": self.request_id,
-                "phase": outcome.get("phase"),
+                "phase": outcome.phase,
                 "output_tokens": self.output_tokens,
             })
         if error is not None:
             self._publish(_error_event(self.request_id, error))
         summary = self._row(
-            now,
+            outcome.ended,
             input_tokens=translator.input_tokens or self.input_tokens,
-            status=outcome.get("status"),
+            status=outcome.status,
             stop_reason=translator.machine.stop_reason,
             input_tokens_estimated=not translator.input_tokens,
-            cancelled=bool(outcome.get("cancelled")),
+            cancelled=outcome.cancelled,
             error_type=error.error_type if error is not None else None,
+            ttft_ms=outcome.ttft_ms,
+            duration_ms=outcome.duration_ms,
+            tokens_per_second=outcome.tokens_per_second,
         )
+        if outcome.fallbacks:
+            summary["fallbacks"] = [fallback.value for fallback in outcome.fallbacks]
         self._registry._ended(self, summary)
         self._publish({"type": "finished", **summary})
