@@ -235,8 +235,14 @@ def emulate_tools(
         else:
             out.append(message)
     out = _join_user_runs(out)
-    if out and out[0]["role"] == "system":
-        out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{description}"}
-    else:
-        out.insert(0, {"role": "system", "content": description})
+    add_to_system_prompt(out, description)
     return out
+
+
+def add_to_system_prompt(messages: list[dict[str, Any]], text: str) -> None:
+    """Append ``text`` to the Ollama messages' system prompt (a paragraph of its own), or
+    start one with it. Replaces the first message rather than changing it: it may be shared."""
+    if messages and messages[0]["role"] == "system":
+        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}
+    else:
+        messages.insert(0, {"role": "system", "content": text})
