@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from .. import __version__
+from ..errors import ProxyError
 from ..protocol.lifecycle import Outcome
 from ..stream.translator import ResponseTranslator
 from .broadcast import Broadcast
@@ -43,7 +44,7 @@ _BLANK_ROW: dict[str, Any] = {
 }
 
 
-def _error_event(request_id: str, error: Any) -> dict[str, Any]:
+def _error_event(request_id: str, error: ProxyError) -> dict[str, Any]:
     return {
         "type": "error",
         "request_id": request_id,
@@ -89,7 +90,7 @@ class LiveRequests:
             self._last_hosts = shown
             self.broadcast.publish({"type": "hosts", "hosts": hosts})
 
-    def rejected(self, request_id: str, error: Any, *, model: str | None = None) -> None:
+    def rejected(self, request_id: str, error: ProxyError, *, model: str | None = None) -> None:
         """A ``POST /v1/messages`` refused before it reached Ollama (a 4xx, a 413...):
         ``error`` and ``finished``, with no ``started``."""
         self.broadcast.publish(_error_event(request_id, error))
@@ -163,7 +164,7 @@ class RequestWatch:
             return None
         return round(self.output_tokens / (now - self.first_output), 1)
 
-    def output(self, translator: Any, now: float) -> None:
+    def output(self, translator: ResponseTranslator, now: float) -> None:
         """After each piece from Ollama: first token, repairs, and (at most once per
         PROGRESS_INTERVAL) progress."""
         if self.first_output is None and translator.produced_output:

@@ -25,7 +25,7 @@ from .. import __version__
 from .asgi import ClientDisconnected, Receive, Scope, Send, header, read_body, send_error, send_json, send_response
 from ..live.broadcast import Broadcast
 from ..ollama.capabilities import CapabilityCache
-from ..config import ConfigError, describe_source, is_loopback_host, load_settings
+from ..config import ConfigError, Settings, describe_source, is_loopback_host, load_settings
 from ..errors import AuthenticationError, Forbidden, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
 from .events_socket import reject_handshake, serve_events
 from ..ollama.hosts import HostPool
@@ -39,7 +39,8 @@ from ..protocol.models import resolve_model
 from ..protocol.known_tools import KnownTools, ToolsCache, parse_request_body
 from ..protocol.tokens import Calibration, estimate_tokens
 from ..protocol.translate import validate_count_request
-from .messages import handle_messages
+from .messages import handle_messages, plan_settings
+from ..protocol.plan import PlanSettings
 from .relay import RelaySettings
 from .verdicts import FinalVerdicts
 
@@ -121,7 +122,7 @@ class ProxyApp:
     Code owns the terminal); they still go to the log file when one is set.
     """
 
-    def __init__(self, settings: Any = None, *, console_log: bool = True) -> None:
+    def __init__(self, settings: Settings | None = None, *, console_log: bool = True) -> None:
         self._given_settings = settings
         self._console_log = console_log
         self.settings: Any = None
@@ -132,6 +133,8 @@ class ProxyApp:
         #: the Ollama hosts: their clients, what is known of each, the routes
         self.hosts: HostPool | None = None
         self.relay_settings = RelaySettings()
+        #: what a request's plan takes from the settings (set at startup)
+        self.plan_settings = PlanSettings()
         #: recent requests' tools, so a session's repeated tools are parsed and translated once
         self.known_tools = ToolsCache()
         #: the live view (GET /v1/events, tail, the dashboard); replaced at startup
@@ -151,6 +154,13 @@ class ProxyApp:
         self.num_ctx_high_water: BoundedDict[str, int] = BoundedDict()
         #: worker threads for big bodies (see _off_loop): CPU-bound, so few
         self._cpu_limiter = trio.CapacityLimiter(2)
+
+    @property
+    def pool(self) -> HostPool:
+        """The Ollama hosts; there are none before startup."""
+        if self.hosts is None:
+            raise RuntimeError("the proxy has not started: its Ollama hosts are not known yet")
+        return self.hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -181,6 +191,7 @@ class ProxyApp:
             busy_retry_after=max(0, settings.busy_retry_after),
             crash_retries=max(0, settings.crash_retries),
         )
+        self.plan_settings = plan_settings(settings)
         self.live = LiveRequests(Broadcast(buffer=settings.events_buffer))
         origin = describe_source(settings, "ollama_url")
         try:
@@ -266,8 +277,8 @@ class ProxyApp:
                     except ConfigError as exc:
                         await send({"type": "lifespan.startup.failed", "message": str(exc)})
                         return
-                    if len(self.hosts.table) > 1:
-                        await nursery.start(self.hosts.monitor, self.live.hosts_changed)
+                    if len(self.pool.table) > 1:
+                        await nursery.start(self.pool.monitor, self.live.hosts_changed)
                     if multiprocessing.parent_process() is not None:
                         nursery.start_soon(watch_parent, os.getppid())
                     await send({"type": "lifespan.startup.complete"})
@@ -435,11 +446,11 @@ class ProxyApp:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         limit, after_id, before_id = parse_list_query(query)
         with trio.move_on_after(10):  # the one shared client has no read timeout of its own
-            installed = await self.hosts.installed_models()
+            installed = await self.pool.installed_models()
             entries = model_entries(installed, self.settings.model_map)
             await send_json(send, 200, paginate(entries, limit=limit, after_id=after_id, before_id=before_id))
             return
-        raise UpstreamTimeout(f"Ollama at {', '.join(self.hosts.urls)} did not list its models within 10 s")
+        raise UpstreamTimeout(f"Ollama at {', '.join(self.pool.urls)} did not list its models within 10 s")
 
     async def root(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         await send_response(
@@ -447,8 +458,8 @@ class ProxyApp:
         )
 
     async def health(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        versions = await self.hosts.versions()
-        hosts = self.hosts.snapshot()
+        versions = await self.pool.versions()
+        hosts = self.pool.snapshot()
         for row in hosts:
             row["reachable"] = versions[row["url"]] is not None
             row["version"] = versions[row["url"]]

@@ -11,6 +11,7 @@ the high-water mark, calibrate the token estimate, and end the log record and th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from ..protocol.lifecycle import Outcome, Phase
 from ..protocol.models import resolve_model
 from ..protocol.plan import HEADERS as FALLBACK_HEADERS
 from ..protocol.plan import Fallback, Plan, PlanSettings, make_plan
+
+__all__ = ["handle_messages", "missing_capability", "plan_settings"]
 from ..protocol.routing import session_key
 from ..protocol.thinking import wants_thinking
 from ..protocol.translate import validate_request
@@ -35,19 +38,30 @@ from ..stream.dialects import dialects_for_template, native_dialect, template_op
 from ..stream.translator import ResponseTranslator
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from .app import ProxyApp
 
-__all__ = ["handle_messages", "missing_capability", "keep_alive_value"]
 
 log = logging.getLogger("proxy.app")
 
 
-def keep_alive_value(value: str) -> str | int:
-    """Ollama takes a duration string ("30m") or a number of seconds (-1: forever)."""
-    try:
-        return int(value)
-    except ValueError:
-        return value
+def plan_settings(settings: Settings) -> PlanSettings:
+    """The settings a request's plan depends on, as the planner takes them."""
+    keep_alive: str | int | None = None
+    if settings.keep_alive:
+        # Ollama takes a duration string ("30m") or a number of seconds (-1: forever).
+        try:
+            keep_alive = int(settings.keep_alive)
+        except ValueError:
+            keep_alive = settings.keep_alive
+    return PlanSettings(
+        num_ctx=settings.num_ctx,
+        max_num_ctx=settings.max_num_ctx,
+        cap_num_predict=settings.cap_num_predict,
+        keep_alive=keep_alive,
+        sequential_tools=settings.sequential_tools,
+        tool_emulation=settings.tool_emulation,
+    )
 
 
 async def missing_capability(cache: CapabilityCache, model: str, capability: str, what: str) -> RequestError:
@@ -60,33 +74,40 @@ async def missing_capability(cache: CapabilityCache, model: str, capability: str
     )
 
 
+@dataclasses.dataclass(slots=True)
+class _Seen:
+    """What the live view can be told of a request refused before it reached Ollama."""
+
+    session: str | None
+    model: str | None = None
+
+
 async def handle_messages(app: ProxyApp, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-    facts: dict[str, str | None] = {"session": header(scope, b"x-claude-code-session-id"), "model": None}
+    seen = _Seen(session=header(scope, b"x-claude-code-session-id"))
     try:
-        await _messages(app, scope, receive, send, request_id, facts)
+        await _messages(app, scope, receive, send, request_id, seen)
     except ProxyError as exc:
         # Refused before it reached Ollama (the relay answers every later failure
         # itself): the live view shows it too.
-        app.live.rejected(request_id, exc, model=facts["model"])
+        app.live.rejected(request_id, exc, model=seen.model)
         raise
 
 
 async def _messages(
-    app: ProxyApp, scope: Scope, receive: Receive, send: Send, request_id: str, facts: dict[str, str | None]
+    app: ProxyApp, scope: Scope, receive: Receive, send: Send, request_id: str, seen: _Seen
 ) -> None:
     raw, known_tools, size = await app._read_json(scope, receive)
     if isinstance(raw, dict) and isinstance(raw.get("model"), str):
-        facts["model"] = clip(raw["model"])  # for the live view, even when the body is refused
+        seen.model = clip(raw["model"])  # for the live view, even when the body is refused
     body: dict[str, Any] = await app._off_loop(size, validate_request, raw)
     settings = app.settings
-    session = facts["session"]
+    session = seen.session
     ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
     verdict_key = (session, body["model"], ollama_model) if session else None
     app.verdicts.known_missing(ollama_model, request_id, now=trio.current_time())
     if verdict_key is not None and not body.get("stream"):
         app.verdicts.repeat(verdict_key, request_id, now=trio.current_time())
-    hosts = app.hosts
-    assert hosts is not None, "the app has started"
+    hosts = app.pool
     route = await hosts.route(ollama_model, session_key(session, body))
     host_url = route.first.url
     # What a model can do is asked of the host expected to run it (versions may differ).
@@ -104,14 +125,7 @@ async def _messages(
         lambda: make_plan(
             body,
             ollama_model=ollama_model,
-            settings=PlanSettings(
-                num_ctx=settings.num_ctx,
-                max_num_ctx=settings.max_num_ctx,
-                cap_num_predict=settings.cap_num_predict,
-                keep_alive=keep_alive_value(settings.keep_alive) if settings.keep_alive else None,
-                sequential_tools=settings.sequential_tools,
-                tool_emulation=settings.tool_emulation,
-            ),
+            settings=app.plan_settings,
             can_think=capabilities.thinking,
             can_call_tools=capabilities.tools,
             context_length=capabilities.context_length,

@@ -1,4 +1,4 @@
-"""One ``POST /v1/messages``, from the translated request to the last byte sent.
+"""One ``POST /v1/messages``, from its plan (proxy/protocol/plan.py) to the last byte sent.
 
 Lifecycle (docs/STREAMING.md tells it in full)::
 
@@ -10,9 +10,11 @@ Lifecycle (docs/STREAMING.md tells it in full)::
       │                     ping interval                                       │
       └─ relay_upstream     async with client.stream(...) → translator → sink   │
                                                                                ─┘
-The *sink* is where events go: :class:`SSESink` writes them as they come (committing the
-200 and ``message_start`` at most once), :class:`JSONSink` folds them into one Message.
-Before the commit an error is an HTTP status; after it, an ``event: error`` frame.
+The *sink* (:class:`Sink`) is where events go: :class:`SSESink` writes them as they come
+(committing the 200 and ``message_start`` at most once), :class:`JSONSink` folds them into
+one Message. Before the commit an error is an HTTP status; after it, an ``event: error``
+frame. The relay moves the request's :class:`~proxy.protocol.lifecycle.Lifecycle` along
+(per phase, never per chunk) and returns it frozen as an ``Outcome``.
 """
 
 from __future__ import annotations

@@ -22,11 +22,11 @@ does not exist, every request for it gets that answer without asking Ollama agai
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ..errors import ProxyError, UpstreamModelNotFound
 from ..protocol.bounded import BoundedDict
 from ..protocol.lifecycle import Outcome
+from ..stream.translator import ResponseTranslator
 
 __all__ = ["FinalVerdicts", "VERDICT_TTL"]
 
@@ -74,7 +74,7 @@ class FinalVerdicts:
         )
         raise error
 
-    def remember(self, key: Key, request_id: str, outcome: Outcome | None, translator: Any, *, now: float) -> None:
+    def remember(self, key: Key, request_id: str, outcome: Outcome | None, translator: ResponseTranslator, *, now: float) -> None:
         """Keep ``outcome``'s error if it is final, was sent as an ``event: error`` (the
         stream was committed) and came before any output."""
         if outcome is None:
