@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Any, Mapping
+from typing import Any
 
 from .. import __version__
+from ..errors import ProxyError
+from ..protocol.lifecycle import Outcome
+from ..stream.translator import ResponseTranslator
 from .broadcast import Broadcast
 
 __all__ = ["LiveRequests", "RequestWatch", "PROGRESS_INTERVAL"]
@@ -41,7 +44,7 @@ _BLANK_ROW: dict[str, Any] = {
 }
 
 
-def _error_event(request_id: str, error: Any) -> dict[str, Any]:
+def _error_event(request_id: str, error: ProxyError) -> dict[str, Any]:
     return {
         "type": "error",
         "request_id": request_id,
@@ -87,7 +90,7 @@ class LiveRequests:
             self._last_hosts = shown
             self.broadcast.publish({"type": "hosts", "hosts": hosts})
 
-    def rejected(self, request_id: str, error: Any, *, model: str | None = None) -> None:
+    def rejected(self, request_id: str, error: ProxyError, *, model: str | None = None) -> None:
         """A ``POST /v1/messages`` refused before it reached Ollama (a 4xx, a 413...):
         ``error`` and ``finished``, with no ``started``."""
         self.broadcast.publish(_error_event(request_id, error))
@@ -161,7 +164,7 @@ class RequestWatch:
             return None
         return round(self.output_tokens / (now - self.first_output), 1)
 
-    def output(self, translator: Any, now: float) -> None:
+    def output(self, translator: ResponseTranslator, now: float) -> None:
         """After each piece from Ollama: first token, repairs, and (at most once per
         PROGRESS_INTERVAL) progress."""
         if self.first_output is None and translator.produced_output:
@@ -226,31 +229,38 @@ class RequestWatch:
         """The request as the snapshot shows it while it runs: what is known so far."""
         return self._row(now, input_tokens=self.input_tokens, status="running", input_tokens_estimated=True)
 
-    def finish(self, *, outcome: Mapping[str, Any], translator: Any, now: float) -> None:
-        """The request ended: ``cancel`` or ``error`` when so, then ``finished``."""
+    def finish(self, *, outcome: Outcome, translator: ResponseTranslator) -> None:
+        """The request ended: ``cancel`` or ``error`` when so, then ``finished``. Its
+        numbers (time to first token, duration, tokens/s) are the outcome's, as in the log."""
         if self.done:
             return
         self.done = True
-        self.host = outcome.get("host", self.host)
-        self.output(translator, now)  # the last counts: output_tokens is final now
-        error = outcome.get("error")
-        if outcome.get("cancelled"):
+        self.host = outcome.host or self.host
+        self.output(translator, outcome.ended)  # the last repairs and loop
+        self.output_tokens = outcome.output_tokens
+        error = outcome.error
+        if outcome.cancelled:
             self._publish({
                 "type": "cancel",
                 "request_id": self.request_id,
-                "phase": outcome.get("phase"),
+                "phase": outcome.phase,
                 "output_tokens": self.output_tokens,
             })
         if error is not None:
             self._publish(_error_event(self.request_id, error))
         summary = self._row(
-            now,
+            outcome.ended,
             input_tokens=translator.input_tokens or self.input_tokens,
-            status=outcome.get("status"),
+            status=outcome.status,
             stop_reason=translator.machine.stop_reason,
             input_tokens_estimated=not translator.input_tokens,
-            cancelled=bool(outcome.get("cancelled")),
+            cancelled=outcome.cancelled,
             error_type=error.error_type if error is not None else None,
+            ttft_ms=outcome.ttft_ms,
+            duration_ms=outcome.duration_ms,
+            tokens_per_second=outcome.tokens_per_second,
         )
+        if outcome.fallbacks:
+            summary["fallbacks"] = [fallback.value for fallback in outcome.fallbacks]
         self._registry._ended(self, summary)
         self._publish({"type": "finished", **summary})

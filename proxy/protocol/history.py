@@ -152,7 +152,8 @@ Available tools (JSON Schema of their arguments):
 class CallWriter(Protocol):
     """A call format that can print a call (a dialect of :mod:`proxy.stream.dialects`)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def write(self, name: str, arguments: dict[str, Any]) -> str: ...
 
@@ -235,8 +236,14 @@ def emulate_tools(
         else:
             out.append(message)
     out = _join_user_runs(out)
-    if out and out[0]["role"] == "system":
-        out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{description}"}
-    else:
-        out.insert(0, {"role": "system", "content": description})
+    add_to_system_prompt(out, description)
     return out
+
+
+def add_to_system_prompt(messages: list[dict[str, Any]], text: str) -> None:
+    """Append ``text`` to the Ollama messages' system prompt (a paragraph of its own), or
+    start one with it. Replaces the first message rather than changing it: it may be shared."""
+    if messages and messages[0]["role"] == "system":
+        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}
+    else:
+        messages.insert(0, {"role": "system", "content": text})

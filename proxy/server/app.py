@@ -25,7 +25,7 @@ from .. import __version__
 from .asgi import ClientDisconnected, Receive, Scope, Send, header, read_body, send_error, send_json, send_response
 from ..live.broadcast import Broadcast
 from ..ollama.capabilities import CapabilityCache
-from ..config import ConfigError, describe_source, is_loopback_host, load_settings
+from ..config import ConfigError, Settings, describe_source, is_loopback_host, load_settings
 from ..errors import AuthenticationError, Forbidden, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
 from .events_socket import reject_handshake, serve_events
 from ..ollama.hosts import HostPool
@@ -36,17 +36,12 @@ from ..ollama.chat import OllamaChat
 from ..protocol.bounded import DEPTH_LIMIT, BoundedDict, clip, too_deep
 from ..protocol.model_list import model_entries, paginate, parse_list_query
 from ..protocol.models import resolve_model
-from ..protocol.context import ContextPolicy, choose_num_ctx, looks_truncated
-from ..protocol.auto_mode import has_verdict, is_auto_mode_check
 from ..protocol.known_tools import KnownTools, ToolsCache, parse_request_body
-from ..protocol.thinking import wants_thinking
 from ..protocol.tokens import Calibration, estimate_tokens
-from ..protocol.translate import TranslatedRequest, translate_request, validate_count_request, validate_request
-from ..protocol.routing import session_key
-from .relay import RelaySettings, serve_messages
-from .request_log import RequestRecord, log_request_bodies, log_request_end, log_request_start
-from ..stream.dialects import dialects_for_template, native_dialect, template_opens_think
-from ..stream.translator import ResponseTranslator
+from ..protocol.translate import validate_count_request
+from .messages import handle_messages, plan_settings
+from ..protocol.plan import PlanSettings
+from .relay import RelaySettings
 from .verdicts import FinalVerdicts
 
 __all__ = ["ProxyApp", "app"]
@@ -81,22 +76,9 @@ def _with_request_id(send: Send, request_id: str) -> Send:
     return send_with_id
 
 
-def _keep_alive(value: str) -> str | int:
-    """Ollama takes a duration string ("30m") or a number of seconds (-1: forever)."""
-    try:
-        return int(value)
-    except ValueError:
-        return value
-
-
 #: Bodies from this size on are parsed, checked and translated in a worker thread (smaller
 #: ones on the event loop, where a thread's hand-off would cost more than the work).
 OFF_LOOP_BYTES = 512 * 1024
-#: the least num_predict a capped request gets, even when the estimate fills the window
-MIN_NUM_PREDICT = 256
-
-#: Tells the client its thinking request was dropped because the model cannot think.
-THINKING_DROPPED_HEADER = ("x-proxy-thinking", "dropped")
 
 
 def origin_allowed(origin: str, host: str | None, allowed: list[str]) -> bool:
@@ -140,7 +122,7 @@ class ProxyApp:
     Code owns the terminal); they still go to the log file when one is set.
     """
 
-    def __init__(self, settings: Any = None, *, console_log: bool = True) -> None:
+    def __init__(self, settings: Settings | None = None, *, console_log: bool = True) -> None:
         self._given_settings = settings
         self._console_log = console_log
         self.settings: Any = None
@@ -151,6 +133,8 @@ class ProxyApp:
         #: the Ollama hosts: their clients, what is known of each, the routes
         self.hosts: HostPool | None = None
         self.relay_settings = RelaySettings()
+        #: what a request's plan takes from the settings (set at startup)
+        self.plan_settings = PlanSettings()
         #: recent requests' tools, so a session's repeated tools are parsed and translated once
         self.known_tools = ToolsCache()
         #: the live view (GET /v1/events, tail, the dashboard); replaced at startup
@@ -159,6 +143,24 @@ class ProxyApp:
         self._loopback_seen: str | None = None
         #: final failures of streams, for the client's non-streaming retry of the same request
         self.verdicts = FinalVerdicts()
+        #: what Ollama counted against what was estimated, per model
+        self.calibration = Calibration()
+        #: the largest num_ctx each (host, model) got so far: it only grows (a change
+        #: reloads the model on that host). One table per host (filled at startup, when
+        #: the hosts are known); each keeps only models Ollama answered for, at most
+        #: MODEL_TABLE_SIZE.
+        self.num_ctx_high_waters: dict[str, BoundedDict[str, int]] = {}
+        #: the first host's table (the only one with one host)
+        self.num_ctx_high_water: BoundedDict[str, int] = BoundedDict()
+        #: worker threads for big bodies (see _off_loop): CPU-bound, so few
+        self._cpu_limiter = trio.CapacityLimiter(2)
+
+    @property
+    def pool(self) -> HostPool:
+        """The Ollama hosts; there are none before startup."""
+        if self.hosts is None:
+            raise RuntimeError("the proxy has not started: its Ollama hosts are not known yet")
+        return self.hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -189,9 +191,8 @@ class ProxyApp:
             busy_retry_after=max(0, settings.busy_retry_after),
             crash_retries=max(0, settings.crash_retries),
         )
+        self.plan_settings = plan_settings(settings)
         self.live = LiveRequests(Broadcast(buffer=settings.events_buffer))
-        #: worker threads for big bodies (see _off_loop): CPU-bound, so few
-        self._cpu_limiter = trio.CapacityLimiter(2)
         origin = describe_source(settings, "ollama_url")
         try:
             # Per host: an httpx client for the admin calls and an OllamaChat for /api/chat.
@@ -210,12 +211,7 @@ class ProxyApp:
         self.client = self.hosts.first_client
         self.chat = self.hosts.chats[first.url]
         self.capabilities = self.hosts.capabilities(first)
-        self.calibration = Calibration()
-        #: the largest num_ctx each (host, model) got so far: it only grows (a change
-        #: reloads the model on that host). One table per host; each keeps only models
-        #: Ollama answered for, at most MODEL_TABLE_SIZE.
-        self.num_ctx_high_waters: dict[str, BoundedDict[str, int]] = {url: BoundedDict() for url in self.hosts.urls}
-        #: the first host's table (the only one with one host)
+        self.num_ctx_high_waters = {url: BoundedDict() for url in self.hosts.urls}
         self.num_ctx_high_water = self.num_ctx_high_waters[first.url]
         urls = ", ".join(self.hosts.urls)
         log.info(
@@ -281,8 +277,8 @@ class ProxyApp:
                     except ConfigError as exc:
                         await send({"type": "lifespan.startup.failed", "message": str(exc)})
                         return
-                    if len(self.hosts.table) > 1:
-                        await nursery.start(self.hosts.monitor, self.live.hosts_changed)
+                    if len(self.pool.table) > 1:
+                        await nursery.start(self.pool.monitor, self.live.hosts_changed)
                     if multiprocessing.parent_process() is not None:
                         nursery.start_soon(watch_parent, os.getppid())
                     await send({"type": "lifespan.startup.complete"})
@@ -433,227 +429,7 @@ class ProxyApp:
     # -- handlers ------------------------------------------------------------------
 
     async def messages(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        facts: dict[str, Any] = {"session": header(scope, b"x-claude-code-session-id")}
-        try:
-            await self._messages(scope, receive, send, request_id, facts)
-        except ProxyError as exc:
-            # Refused before it reached Ollama (the relay answers every later failure
-            # itself): the live view shows it too.
-            self.live.rejected(request_id, exc, model=facts.get("model"))
-            raise
-
-    async def _messages(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str, facts: dict[str, Any]
-    ) -> None:
-        raw, known_tools, size = await self._read_json(scope, receive)
-        if isinstance(raw, dict) and isinstance(raw.get("model"), str):
-            facts["model"] = clip(raw["model"])  # for the live view, even when the body is refused
-        body = await self._off_loop(size, validate_request, raw)
-        settings = self.settings
-        ollama_model = resolve_model(body["model"], settings.model_map, settings.default_model)
-        verdict_key = (facts["session"], body["model"], ollama_model) if facts["session"] else None
-        self.verdicts.known_missing(ollama_model, request_id, now=trio.current_time())
-        if verdict_key is not None and not body.get("stream"):
-            self.verdicts.repeat(verdict_key, request_id, now=trio.current_time())
-        route = await self.hosts.route(ollama_model, session_key(facts["session"], body))
-        host_url = route.first.url
-        # What a model can do is asked of the host expected to run it (versions may differ).
-        capability_cache = self.hosts.capabilities(route.first)
-        capabilities = await capability_cache.get(ollama_model)
-        native_tools = capabilities.tools or not body.get("tools")
-        if not native_tools and not settings.tool_emulation:
-            callers = await capability_cache.models_that("tools")
-            raise RequestError(
-                f"{ollama_model} cannot call tools, and tool_emulation is off. Models installed that can: "
-                + (", ".join(callers) if callers else "none (try `ollama pull qwen3:8b`)")
-            )
-        # the mark of the host expected to run it (a larger num_ctx reloads the model there)
-        planned_marks = self.num_ctx_high_waters[host_url]
-        high_water = planned_marks.get(ollama_model, 0)
-
-        def size_and_translate() -> tuple[int, int, int, TranslatedRequest]:
-            # The cheap checks first: a prompt too long for the model is refused before
-            # the (larger) work of translating it.
-            raw_estimate = estimate_tokens(body, known_tools=known_tools)
-            estimate = self.calibration.apply(ollama_model, raw_estimate)
-            num_ctx = choose_num_ctx(
-                estimate=estimate,
-                max_tokens=body["max_tokens"],
-                model_max=capabilities.context_length,
-                policy=ContextPolicy(pinned=settings.num_ctx, maximum=settings.max_num_ctx),
-                high_water=high_water,
-            )
-            request = translate_request(
-                body,
-                ollama_model=ollama_model,
-                can_think=capabilities.thinking,
-                sequential_tools=settings.sequential_tools,
-                native_tools=native_tools,
-                known_tools=known_tools,
-                call_dialect=native_dialect(capabilities.template),
-            )
-            return raw_estimate, estimate, num_ctx, request
-
-        raw_estimate, estimate, num_ctx, request = await self._off_loop(size, size_and_translate)
-        if not native_tools:
-            log.info("request %s: %s has no native tool calling; tools are emulated in the prompt", request_id, ollama_model)
-        headers: list[tuple[str, str]] = []
-        if request.thinking_dropped:
-            await self._thinking_dropped(capability_cache, ollama_model, headers)
-
-        def revise_refused(ollama_error: bytes) -> dict[str, Any] | None:
-            """Ollama refused with a 400 what our cached capabilities allowed: believe
-            Ollama, correct the cache, and return the body to try at once (None: no fix).
-            Each fix removes what was refused, so neither can repeat."""
-            current = request.ollama
-            if b"does not support thinking" in ollama_error and current.get("think"):
-                capability_cache.contradicted(ollama_model, "thinking", "Ollama says it does not support thinking")
-                capability_cache.warn_thinking_dropped(ollama_model)
-                headers.append(THINKING_DROPPED_HEADER)
-                return {k: v for k, v in current.items() if k != "think"}
-            if b"does not support tools" in ollama_error and current.get("tools") and settings.tool_emulation:
-                capability_cache.contradicted(ollama_model, "tools", "Ollama says it does not support tools")
-                log.warning(
-                    "request %s: Ollama says %s cannot call tools; its tools are described in the"
-                    " prompt instead (tool emulation)", request_id, ollama_model,
-                )
-                emulated = translate_request(
-                    body, ollama_model=ollama_model, can_think=capabilities.thinking,
-                    sequential_tools=settings.sequential_tools, native_tools=False,
-                    known_tools=known_tools, call_dialect=native_dialect(capabilities.template),
-                ).ollama
-                for key in ("options", "keep_alive", "think"):  # as decided for this request
-                    if key in current:
-                        emulated[key] = current[key]
-                    else:
-                        emulated.pop(key, None)
-                return emulated
-            return None
-
-        if num_ctx > planned_marks.get(ollama_model, 0):
-            planned_marks[ollama_model] = num_ctx
-        request.ollama["options"]["num_ctx"] = num_ctx
-        if settings.cap_num_predict:
-            # Claude Code asks for 128000 output tokens whatever the window: past the window
-            # Ollama shifts the context and a looping model never stops.
-            room = max(num_ctx - estimate, MIN_NUM_PREDICT)
-            request.ollama["options"]["num_predict"] = min(body["max_tokens"], room)
-        if settings.keep_alive:
-            request.ollama["keep_alive"] = _keep_alive(settings.keep_alive)
-        translator = ResponseTranslator(
-            client_model=body["model"],
-            input_tokens=estimate,
-            tools=request.tools,
-            loop_guard_chars=settings.loop_guard_chars,
-            stop_sequences=body.get("stop_sequences"),
-            dialects=dialects_for_template(capabilities.template),
-            thinking=wants_thinking(body),
-            # Ollama parses the thinking of a model it knows thinks: then content starts outside
-            think_open=not capabilities.thinking and template_opens_think(capabilities.template),
-        )
-        record = RequestRecord(
-            request_id=request_id,
-            client_model=body["model"],
-            ollama_model=ollama_model,
-            stream=request.stream,
-            started=trio.current_time(),
-            estimated_input_tokens=translator.estimated_input_tokens,
-            messages=len(request.ollama["messages"]),
-            tools=len(request.ollama.get("tools") or ()),
-            host=host_url,
-        )
-        log_request_start(record)
-        await self._off_loop(size, log_request_bodies, record, body, request.ollama)
-        watch = self.live.watch(
-            request_id=request_id,
-            model=body["model"],
-            ollama_model=ollama_model,
-            stream=request.stream,
-            messages=record.messages,
-            tools=record.tools,
-            input_tokens=estimate,
-            num_ctx=num_ctx,
-            now=record.started,
-            host=host_url,
-        )
-        outcome: dict[str, Any] | None = None
-        try:
-            outcome = await serve_messages(
-                receive,
-                send,
-                route=route,
-                settings=self.relay_settings,
-                request=request,
-                translator=translator,
-                request_id=request_id,
-                headers=headers,
-                revise_refused=revise_refused,
-                watch=watch,
-            )
-        finally:
-            if outcome is None:  # cancelled from outside: the server's shutdown ran out of grace
-                watch.finish(
-                    outcome={"cancelled": True, "phase": "shutdown", "status": 499},
-                    translator=translator,
-                    now=trio.current_time(),
-                )
-        served_by = outcome.get("host", host_url)
-        if outcome.get("ollama_status") != 200 or served_by != host_url:
-            if planned_marks.get(ollama_model) == num_ctx:
-                # The planned host did not load the model with it (no such model, refused,
-                # unreachable, another host answered): forget it, so names Ollama never
-                # confirmed leave nothing behind.
-                if high_water:
-                    planned_marks[ollama_model] = high_water
-                else:
-                    del planned_marks[ollama_model]
-        if outcome.get("ollama_status") == 200:
-            # Used: set again, so the table drops the model used longest ago, not this one.
-            marks = self.num_ctx_high_waters[served_by]
-            marks[ollama_model] = max(num_ctx, marks.get(ollama_model, 0))
-        self._learn_prompt_size(ollama_model, raw_estimate, translator.input_tokens, num_ctx)
-        ended = trio.current_time()
-        check_form = is_auto_mode_check(body)
-        if check_form and outcome.get("status") == 200 and not outcome.get("error"):
-            if not has_verdict(translator.text_head, check_form):
-                log.warning(
-                    "request %s: auto mode's safety check got no verdict from %s (answer: %r); Claude"
-                    " Code will not run the action. Map claude-auto-mode to a model that follows"
-                    " the check's format (docs/CLI.md, auto mode)",
-                    request_id, ollama_model, translator.text_head[:120],
-                )
-                watch.no_verdict(translator.text_head[:120])
-        self.verdicts.remember_missing(ollama_model, request_id, outcome, now=ended)
-        if verdict_key is not None and request.stream:
-            self.verdicts.remember(verdict_key, request_id, outcome, translator, now=ended)
-        log_request_end(record, ended=ended, outcome=outcome, translator=translator, tried=route.tried)
-        watch.finish(outcome=outcome, translator=translator, now=ended)
-        self.live.hosts_changed()
-
-    def _learn_prompt_size(self, model: str, raw_estimate: int, actual: int, num_ctx: int) -> None:
-        """Calibrate the estimator from Ollama's real count; warn when the prompt was cut."""
-        if not actual:
-            return
-        if looks_truncated(actual, num_ctx):
-            log.warning(
-                "%s: Ollama evaluated %d prompt tokens with num_ctx %d (estimate %d): the prompt was"
-                " probably truncated; raise max_num_ctx or use a model with a longer context",
-                model, actual, num_ctx, raw_estimate,
-            )
-            return
-        self.calibration.observe(model, raw_estimate, actual)
-
-    async def _thinking_dropped(self, capability_cache: CapabilityCache, model: str, headers: list[tuple[str, str]]) -> None:
-        """The client asked for thinking from a model that cannot think: drop it and say so
-        in a header, or (strict_thinking) refuse with a 400 naming the models that can."""
-        if self.settings.strict_thinking:
-            thinkers = await capability_cache.models_that("thinking")
-            raise RequestError(
-                f"{model} cannot think, and strict_thinking is on. Models installed that can think: "
-                + (", ".join(thinkers) if thinkers else "none (try `ollama pull qwen3:8b`)")
-            )
-        capability_cache.warn_thinking_dropped(model)
-        headers.append(THINKING_DROPPED_HEADER)
+        await handle_messages(self, scope, receive, send, request_id)
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         body, known_tools, size = await self._read_json(scope, receive)
@@ -670,11 +446,11 @@ class ProxyApp:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         limit, after_id, before_id = parse_list_query(query)
         with trio.move_on_after(10):  # the one shared client has no read timeout of its own
-            installed = await self.hosts.installed_models()
+            installed = await self.pool.installed_models()
             entries = model_entries(installed, self.settings.model_map)
             await send_json(send, 200, paginate(entries, limit=limit, after_id=after_id, before_id=before_id))
             return
-        raise UpstreamTimeout(f"Ollama at {', '.join(self.hosts.urls)} did not list its models within 10 s")
+        raise UpstreamTimeout(f"Ollama at {', '.join(self.pool.urls)} did not list its models within 10 s")
 
     async def root(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         await send_response(
@@ -682,8 +458,8 @@ class ProxyApp:
         )
 
     async def health(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        versions = await self.hosts.versions()
-        hosts = self.hosts.snapshot()
+        versions = await self.pool.versions()
+        hosts = self.pool.snapshot()
         for row in hosts:
             row["reachable"] = versions[row["url"]] is not None
             row["version"] = versions[row["url"]]

@@ -1,4 +1,4 @@
-"""One ``POST /v1/messages``, from the translated request to the last byte sent.
+"""One ``POST /v1/messages``, from its plan (proxy/protocol/plan.py) to the last byte sent.
 
 Lifecycle (docs/STREAMING.md tells it in full)::
 
@@ -10,9 +10,11 @@ Lifecycle (docs/STREAMING.md tells it in full)::
       │                     ping interval                                       │
       └─ relay_upstream     async with client.stream(...) → translator → sink   │
                                                                                ─┘
-The *sink* is where events go: :class:`SSESink` writes them as they come (committing the
-200 and ``message_start`` at most once), :class:`JSONSink` folds them into one Message.
-Before the commit an error is an HTTP status; after it, an ``event: error`` frame.
+The *sink* (:class:`Sink`) is where events go: :class:`SSESink` writes them as they come
+(committing the 200 and ``message_start`` at most once), :class:`JSONSink` folds them into
+one Message. Before the commit an error is an HTTP status; after it, an ``event: error``
+frame. The relay moves the request's :class:`~proxy.protocol.lifecycle.Lifecycle` along
+(per phase, never per chunk) and returns it frozen as an ``Outcome``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from contextlib import aclosing
-from typing import Any, Callable
+from typing import Protocol
 
 import httpx
 import trio
@@ -30,13 +32,16 @@ from ..errors import PoolExhausted, ProxyError, ShuttingDown, UpstreamBusy, Upst
 from ..ollama.hosts import Route
 from ..live.requests import RequestWatch
 from ..ollama.chat import OllamaChat
-from ..protocol.translate import TranslatedRequest, encode_ollama_body
+from ..protocol.lifecycle import Lifecycle, Outcome, Phase
+from ..protocol.plan import HEADERS as FALLBACK_HEADERS
+from ..protocol.plan import Plan
+from ..protocol.translate import encode_ollama_body
 from ..stream.events import Event, Ping, encode_sse
 from ..stream.message import MessageBuilder
 from ..stream.translator import ResponseTranslator
 from ..ollama.client import ERROR_BODY_LIMIT, read_capped, status_error, transport_error
 
-__all__ = ["RelaySettings", "serve_messages", "relay_routed", "wait_for_disconnect"]
+__all__ = ["RelaySettings", "Sink", "SSESink", "JSONSink", "Exchange", "serve_messages", "relay_routed", "wait_for_disconnect"]
 
 log = logging.getLogger("proxy.relay")
 
@@ -61,6 +66,27 @@ class RelaySettings:
     crash_retries: int = 1
 
 
+class Sink(Protocol):
+    """Where a request's events go. ``committed``: a status was sent (an error now goes as
+    an ``event: error``); ``finished``: the answer's end (its last event, or its error) was
+    handed to the server. Every method may be called again after ``finished``: it does
+    nothing then."""
+
+    @property
+    def committed(self) -> bool: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    async def commit(self) -> None: ...
+
+    async def emit(self, events: list[Event]) -> None: ...
+
+    async def complete(self) -> None: ...
+
+    async def fail(self, error: ProxyError, translator: ResponseTranslator) -> None: ...
+
+
 class SSESink:
     """Writes one SSE response. All writes are serialized; the head goes out once."""
 
@@ -74,7 +100,7 @@ class SSESink:
         self._first = first_events
         self._lock = trio.Lock()
         self.committed = False
-        self.closed = False
+        self.finished = False
         self.last_write = trio.current_time()
 
     async def _commit_locked(self) -> None:
@@ -97,7 +123,7 @@ class SSESink:
         await self._write_locked(self._first)
 
     async def _write_locked(self, events: list[Event]) -> None:
-        if events and not self.closed:
+        if events and not self.finished:
             body = b"".join(encode_sse(e) for e in events)
             await self._send({"type": "http.response.body", "body": body, "more_body": True})
             self.last_write = trio.current_time()
@@ -105,7 +131,7 @@ class SSESink:
     async def commit(self) -> None:
         """Send the 200 head and ``message_start`` (once)."""
         async with self._lock:
-            if not self.closed:
+            if not self.finished:
                 await self._commit_locked()
 
     async def emit(self, events: list[Event]) -> None:
@@ -128,28 +154,24 @@ class SSESink:
     async def fail(self, error: ProxyError, translator: ResponseTranslator) -> None:
         """Before the commit: the error's HTTP status. After: an ``error`` event."""
         async with self._lock:
-            if self.closed:
+            if self.finished:
                 return
             if not self.committed:
-                self.committed = self.closed = True
+                self.committed = self.finished = True
                 await send_error(self._send, error, headers=[("request-id", self._request_id), *self._headers])
                 return
             await self._write_locked(translator.fail(error))
             await self._end_locked()
 
-    @property
-    def finished(self) -> bool:
-        """The end of the answer (its last event, or its error) was handed to the server."""
-        return self.closed
-
     async def _end_locked(self) -> None:
-        if not self.closed:
-            self.closed = True
+        if not self.finished:
+            self.finished = True
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class JSONSink:
-    """Folds the events into one Message, sent when the stream completes."""
+    """Folds the events into one Message, sent when the stream completes: the one thing
+    it sends is both its commit and its end."""
 
     def __init__(
         self, send: Send, *, request_id: str, first_events: list[Event], headers: list[tuple[str, str]]
@@ -159,12 +181,11 @@ class JSONSink:
         self._headers = headers
         self._builder = MessageBuilder()
         self._builder.add(first_events)
-        self.committed = False
+        self.finished = False
 
     @property
-    def finished(self) -> bool:
-        """The message (or its error) was handed to the server."""
-        return self.committed
+    def committed(self) -> bool:
+        return self.finished
 
     async def commit(self) -> None:
         pass  # nothing can be sent before the whole message is known
@@ -173,17 +194,32 @@ class JSONSink:
         self._builder.add(events)
 
     async def complete(self) -> None:
-        if self.committed:
+        if self.finished:
             return  # sent already (the relay completes before draining Ollama's body)
-        self.committed = True
+        self.finished = True
         await send_json(
             self._send, 200, self._builder.message(), headers=[("request-id", self._request_id), *self._headers]
         )
 
     async def fail(self, error: ProxyError, translator: ResponseTranslator) -> None:
-        if not self.committed:
-            self.committed = True
+        if not self.finished:
+            self.finished = True
             await send_error(self._send, error, headers=[("request-id", self._request_id), *self._headers])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exchange:
+    """What every attempt of one request shares, at every host: the plan, the translator,
+    the sink, the lifecycle (which the relay moves along), the response headers (they may
+    grow until the head is sent) and the live view's watch."""
+
+    request_id: str
+    plan: Plan
+    translator: ResponseTranslator
+    sink: Sink
+    lifecycle: Lifecycle
+    headers: list[tuple[str, str]]
+    watch: RequestWatch | None = None
 
 
 async def wait_for_disconnect(receive: Receive) -> None:
@@ -204,48 +240,30 @@ async def keep_alive(sink: SSESink, settings: RelaySettings) -> None:
     await sink.commit()
     if settings.ping_interval <= 0:
         return
-    while not sink.closed:
+    while not sink.finished:
         due = sink.last_write + settings.ping_interval
         await trio.sleep_until(due)
         if trio.current_time() >= sink.last_write + settings.ping_interval:
             await sink.ping()
 
 
-def _phase(translator: ResponseTranslator, answered: bool) -> str:
-    if not answered:
-        # No byte from Ollama yet: queued, loading the model or prefilling — which one
-        # cannot be told from here (Ollama sends its status with the first chunk).
-        return "waiting for Ollama"
-    if not translator.produced_output:
-        return "prefill"
-    if not translator.done:
-        return "streaming"
-    return "finishing"
+async def relay_upstream(client: OllamaChat, settings: RelaySettings, exchange: Exchange) -> None:
+    """Stream Ollama's answer into the exchange's sink. Raises ProxyError for every failure.
 
-
-async def relay_upstream(
-    client: OllamaChat,
-    settings: RelaySettings,
-    request: TranslatedRequest,
-    translator: ResponseTranslator,
-    sink: SSESink | JSONSink,
-    progress: dict[str, Any],
-    revise_refused: Callable[[bytes], dict[str, Any] | None] | None = None,
-    watch: RequestWatch | None = None,
-) -> None:
-    """Stream Ollama's answer into ``sink``. Raises ProxyError for every failure.
-
-    ``progress["answered"]`` is set once Ollama sent its status (for the cancel log line).
-    ``revise_refused(error_body)`` is asked when Ollama answers 400: it returns a revised
-    Ollama body to send at once (e.g. without ``think`` when Ollama says the model cannot
-    think), or None to give the client the error. ``watch`` (the live view) hears of each
-    piece that carried output.
+    The lifecycle hears when Ollama answered, the first output and the end of the answer.
+    When Ollama answers 400 with what one of the plan's fallbacks cures (e.g. "does not
+    support thinking"), the request is sent again at once with it; the lifecycle keeps
+    which were used (the handler corrects the capability cache from that). The watch (the
+    live view) hears of each piece that carried output.
 
     Who retries (docs/STREAMING.md): a failure before any output — a runner crash (a 5xx),
     Ollama unreachable, a connection lost, an error line — is retried here, quickly, at
     most ``crash_retries`` times; a busy Ollama (503) ``busy_retries`` - 1 times. Whatever
     is raised after that is the final answer (see ProxyError.should_retry).
     """
+    plan, translator, sink, lifecycle, watch = (
+        exchange.plan, exchange.translator, exchange.sink, exchange.lifecycle, exchange.watch
+    )
     url = client.url
     start = trio.current_time()
     retry_until = start + settings.busy_retry_window
@@ -258,10 +276,10 @@ async def relay_upstream(
             #: a failure that a quick retry may cure, when nothing was produced yet
             failure: ProxyError | None = None
             try:
+                request = plan.request(tuple(lifecycle.fallbacks))
                 payload = encode_ollama_body(request)
                 async with client.stream(payload) as response:
-                    progress["answered"] = True
-                    progress["ollama_status"] = response.status_code
+                    lifecycle.answered(response.status_code)
                     if response.status_code != 200:
                         body = await read_capped(response, ERROR_BODY_LIMIT)
                         error = status_error(
@@ -274,11 +292,17 @@ async def relay_upstream(
                             log.info("Ollama is busy (attempt %d); retrying in %.2f s", attempt, backoff)
                         elif (
                             response.status_code == 400
-                            and revise_refused is not None
-                            and (revised := revise_refused(body)) is not None
+                            and (fallback := plan.fallback_for(body, tuple(lifecycle.fallbacks))) is not None
                         ):
-                            request.ollama.clear()
-                            request.ollama.update(revised)
+                            # Ollama refused what the cached capabilities allowed: believe it.
+                            lifecycle.fallbacks.append(fallback)
+                            header = FALLBACK_HEADERS.get(fallback)
+                            if header is not None:
+                                exchange.headers.append(header)
+                            log.info(
+                                "request %s: Ollama refused it (%s); sending it again %s",
+                                exchange.request_id, error.message, fallback.value,
+                            )
                             backoff = 0
                         elif response.status_code >= 500 and not busy:
                             failure = error  # a runner that crashed or could not load
@@ -295,12 +319,16 @@ async def relay_upstream(
                                     break
                                 if translator.produced_output:
                                     now = trio.current_time()
-                                    progress.setdefault("first_output_at", now)
+                                    if lifecycle.first_output_at is None:
+                                        lifecycle.first_output(now)
                                     timer.deadline = now + settings.idle_timeout
                                     if watch is not None:
                                         watch.output(translator, now)
+                                done = translator.done
+                                if done:
+                                    lifecycle.finishing()
                                 await sink.emit(events)
-                                if translator.done:
+                                if done:
                                     # The answer is complete: the client gets the end of
                                     # its response now. What is left of Ollama's body is
                                     # normally just the chunked terminator, already on its
@@ -310,24 +338,30 @@ async def relay_upstream(
                                     # that keeps its body open.
                                     # First: Hypercorn reports the end of a response as
                                     # http.disconnect, which must not cancel the drain.
-                                    progress["responded"] = True
+                                    lifecycle.done()
                                     await sink.complete()
                                     if translator.ended_early:
                                         return  # a stop sequence or a loop: closing stops Ollama at once
                                     with trio.move_on_after(DRAIN_TIMEOUT):
-                                        async for _ in chunks:
-                                            pass
+                                        try:
+                                            async for _ in chunks:
+                                                pass
+                                        except httpx.HTTPError:
+                                            pass  # the answer went out whole; only the pool loses
                                     return
                         if failure is None:
                             try:
-                                await sink.emit(translator.end())
-                                return
+                                events = translator.end()
                             except UpstreamError as exc:  # ended before its final chunk
                                 failure = exc
+                            else:
+                                lifecycle.finishing()
+                                await sink.emit(events)
+                                return
             except httpx.HTTPError as exc:
                 failure = transport_error(
-                    exc, url=url, streaming=progress["answered"], produced_output=translator.produced_output,
-                    client=client,
+                    exc, url=url, streaming=lifecycle.state is not Phase.WAITING,
+                    produced_output=translator.produced_output, client=client,
                 )
                 failure.__cause__ = exc
                 if isinstance(exc, httpx.TimeoutException):
@@ -339,7 +373,7 @@ async def relay_upstream(
                     raise failure
                 quick_retries -= 1
                 translator.restart()
-                progress["answered"] = False
+                lifecycle.restart()
                 backoff = CRASH_RETRY_DELAY
                 # INFO: the end record says it once, with "(tried N times)"
                 log.info(
@@ -358,16 +392,7 @@ async def relay_upstream(
         )
 
 
-async def relay_routed(
-    route: Route,
-    settings: RelaySettings,
-    request: TranslatedRequest,
-    translator: ResponseTranslator,
-    sink: SSESink | JSONSink,
-    progress: dict[str, Any],
-    revise_refused: Callable[[bytes], dict[str, Any] | None] | None = None,
-    watch: RequestWatch | None = None,
-) -> None:
+async def relay_routed(route: Route, settings: RelaySettings, exchange: Exchange) -> None:
     """:func:`relay_upstream` to the route's hosts in order, while the model has produced
     nothing (the client has had at most the head, ``message_start`` and pings, the same
     whichever host answers). A host that is down, busy (503), lacks the model or fails
@@ -376,11 +401,12 @@ async def relay_routed(
     retries"). When every host was busy the round is tried again with backoff
     (``busy_retries`` rounds within ``busy_retry_window``), then the client gets the 529.
     One host: exactly :func:`relay_upstream`, whose own retries apply.
-    ``progress["host"]`` names the host that answered (or was tried last)."""
+    The lifecycle's ``host`` names the host that answered (or was tried last)."""
+    translator, lifecycle = exchange.translator, exchange.lifecycle
     if route.single:
-        progress["host"] = route.first.url
+        lifecycle.host = route.first.url
         with route.attempt(route.first):
-            await relay_upstream(route.client(route.first), settings, request, translator, sink, progress, revise_refused, watch)
+            await relay_upstream(route.client(route.first), settings, exchange)
         return
     once = dataclasses.replace(settings, busy_retries=1)
     failover = dataclasses.replace(once, crash_retries=0)
@@ -390,12 +416,12 @@ async def relay_routed(
         last: ProxyError | None = None
         hosts = list(route.hosts)
         for index, host in enumerate(hosts):
-            progress["host"] = host.url
-            progress["answered"] = False
+            lifecycle.host = host.url
+            lifecycle.restart()
             try:
                 with route.attempt(host):
                     policy = once if index == len(hosts) - 1 else failover
-                    await relay_upstream(route.client(host), policy, request, translator, sink, progress, revise_refused, watch)
+                    await relay_upstream(route.client(host), policy, exchange)
                 return
             except ProxyError as exc:
                 if translator.produced_output or not route.may_try_next(exc):
@@ -421,30 +447,30 @@ async def serve_messages(
     *,
     route: Route,
     settings: RelaySettings,
-    request: TranslatedRequest,
+    plan: Plan,
     translator: ResponseTranslator,
     request_id: str,
+    started: float,
     headers: list[tuple[str, str]] | None = None,
-    revise_refused: Callable[[bytes], dict[str, Any] | None] | None = None,
     watch: RequestWatch | None = None,
-) -> dict[str, Any]:
-    """Answer one translated request; return facts for the request log: ``status`` (the
-    HTTP status sent; 499 when the client left first), ``cancelled``, ``error``, and
-    ``first_output_at`` (trio clock) once the model produced output.
+) -> Outcome:
+    """Answer one planned request; return its :class:`Outcome` (``started``: the trio
+    clock when the request was accepted).
 
     ``headers`` are extra response headers; the list may grow until the head is sent.
     """
     first = translator.start()
     headers = headers if headers is not None else []
-    sink: SSESink | JSONSink
-    if request.stream:
+    sink: Sink
+    if plan.made.stream:
         sink = SSESink(send, request_id=request_id, first_events=first, headers=headers)
     else:
         sink = JSONSink(send, request_id=request_id, first_events=first, headers=headers)
-    progress: dict[str, Any] = {"answered": False, "responded": False, "cancelled": False, "error": None}
+    lifecycle = Lifecycle(host=route.first.url)
+    exchange = Exchange(request_id, plan, translator, sink, lifecycle, headers, watch)
 
     try:
-        await _serve(receive, route, settings, request, translator, request_id, revise_refused, watch, sink, progress)
+        await _serve(receive, route, settings, exchange)
     except* trio.Cancelled:
         # Cancelled from outside the request (a client leaving cancels only the request's
         # own nursery): the server's graceful shutdown ran out of time. The client gets a
@@ -453,67 +479,62 @@ async def serve_messages(
         if sink.finished:  # the answer went out whole: the relay was reading Ollama's rest
             log.info("request %s: the shutdown came after its answer was sent; nothing was cut", request_id)
             raise
-        progress["error"] = ShuttingDown()
+        error = ShuttingDown()
+        lifecycle.cut(error)
         with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_NOTICE_TIMEOUT):
-            await sink.fail(progress["error"], translator)
-        log.warning("request %s cut by the shutdown: %s", request_id, progress["error"].message)
+            await sink.fail(error, translator)
+        log.warning("request %s cut by the shutdown: %s", request_id, error.message)
         raise
 
-    # 499 (nginx's "client closed request"): the client left before any status was sent.
-    progress.setdefault("status", 200 if sink.committed else 499)
-
-    if progress["cancelled"]:
+    outcome = lifecycle.outcome(
+        committed=sink.committed,
+        started=started,
+        ended=trio.current_time(),
+        output_tokens=translator.output_tokens or translator.approx_output_tokens,
+    )
+    if outcome.cancelled:
         log.info(
             "request %s cancelled by the client during %s after ~%d output tokens;"
             " the Ollama connection was closed",
             request_id,
-            progress["phase"],
+            outcome.phase,
             translator.approx_output_tokens,
         )
-    return progress
+    return outcome
 
 
-async def _serve(
-    receive: Receive,
-    route: Route,
-    settings: RelaySettings,
-    request: TranslatedRequest,
-    translator: ResponseTranslator,
-    request_id: str,
-    revise_refused: Callable[[bytes], dict[str, Any] | None] | None,
-    watch: RequestWatch | None,
-    sink: SSESink | JSONSink,
-    progress: dict[str, Any],
-) -> None:
+async def _serve(receive: Receive, route: Route, settings: RelaySettings, exchange: Exchange) -> None:
     """serve_messages' nursery: the disconnect watcher, the keepalive and the relay."""
+    lifecycle, sink = exchange.lifecycle, exchange.sink
     async with trio.open_nursery() as nursery:
 
         async def watch_disconnect() -> None:
             await wait_for_disconnect(receive)
-            if not progress["responded"]:  # a client leaving after the answer cancels nothing
-                progress["cancelled"] = True
-                progress["phase"] = _phase(translator, progress["answered"])
+            if not lifecycle.responded:  # a client leaving after the answer cancels nothing
+                lifecycle.to(Phase.CANCELLED)
                 nursery.cancel_scope.cancel()
 
         nursery.start_soon(watch_disconnect)
         if isinstance(sink, SSESink):
             nursery.start_soon(keep_alive, sink, settings)
         try:
-            await relay_routed(route, settings, request, translator, sink, progress, revise_refused, watch)
-            progress["responded"] = True
-            progress["status"] = 200
+            await relay_routed(route, settings, exchange)
+            lifecycle.done()
             await sink.complete()
         except ProxyError as exc:
-            progress["error"] = exc
-            progress["responded"] = True
-            progress["status"] = 200 if sink.committed else exc.status
             # No record here: the request's end record (a warning) says what failed, once.
-            await sink.fail(exc, translator)
+            await _give_error(exchange, exc)
         except Exception as exc:  # a bug of ours: still answer in Anthropic's shape
-            log.exception("request %s: internal error", request_id)
-            error = ProxyError(f"internal error in the proxy: {type(exc).__name__}: {exc}")
-            progress["error"] = error
-            progress["responded"] = True
-            progress["status"] = 200 if sink.committed else error.status
-            await sink.fail(error, translator)
+            log.exception("request %s: internal error", exchange.request_id)
+            await _give_error(exchange, ProxyError(f"internal error in the proxy: {type(exc).__name__}: {exc}"))
         nursery.cancel_scope.cancel()
+
+
+async def _give_error(exchange: Exchange, error: ProxyError) -> None:
+    """Tell the client ``error`` (a status before the commit, an ``event: error`` after)."""
+    lifecycle = exchange.lifecycle
+    if lifecycle.state is Phase.DONE:  # the answer went out whole: nothing to tell
+        log.info("request %s: after its answer was sent: %s", exchange.request_id, error.message)
+        return
+    lifecycle.fail(error, status=200 if exchange.sink.committed else error.status)
+    await exchange.sink.fail(error, exchange.translator)

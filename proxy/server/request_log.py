@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Mapping
+from typing import Any
 
 from ..logs import redact
+from ..protocol.lifecycle import Outcome
+from ..stream.translator import ResponseTranslator
 
 __all__ = ["RequestRecord", "log_request_start", "log_request_end", "log_request_bodies"]
 
@@ -50,34 +52,32 @@ class RequestRecord:
             "proxy.ollama_host": self.host,
         }
 
-    def end_attributes(self, *, ended: float, outcome: Mapping[str, Any], translator: Any) -> dict[str, Any]:
-        """``outcome`` is what the relay returned (``status``, ``cancelled``, ``error``,
-        ``first_output_at``); ``translator`` the request's ResponseTranslator."""
-        first = outcome.get("first_output_at")
-        output_tokens = translator.output_tokens or translator.approx_output_tokens
-        generating = ended - first if first is not None else 0.0
-        error = outcome.get("error")
-        attributes = {
+    def end_attributes(self, *, outcome: Outcome, translator: ResponseTranslator) -> dict[str, Any]:
+        """``outcome`` is what the relay returned; ``translator`` the request's."""
+        error = outcome.error
+        attributes: dict[str, Any] = {
             "proxy.request_id": self.request_id,
             "http.request.method": "POST",
             "url.path": "/v1/messages",
-            "http.response.status_code": outcome.get("status"),
+            "http.response.status_code": outcome.status,
             "gen_ai.request.model": self.client_model,
             "proxy.ollama_model": self.ollama_model,
             "proxy.stream": self.stream,
-            "proxy.time_to_first_token_ms": _ms(first - self.started) if first is not None else None,
-            "proxy.duration_ms": _ms(ended - self.started),
+            "proxy.time_to_first_token_ms": outcome.ttft_ms,
+            "proxy.duration_ms": outcome.duration_ms,
             "gen_ai.usage.input_tokens": translator.input_tokens,
-            "gen_ai.usage.output_tokens": output_tokens,
-            "proxy.tokens_per_second": round(output_tokens / generating, 1) if generating > 0 and output_tokens else None,
+            "gen_ai.usage.output_tokens": outcome.output_tokens,
+            "proxy.tokens_per_second": outcome.tokens_per_second,
             "proxy.stop_reason": translator.machine.stop_reason,
             "proxy.ollama_done_reason": translator.done_reason or None,
-            "proxy.cancelled": bool(outcome.get("cancelled")),
+            "proxy.cancelled": outcome.cancelled,
             "proxy.repairs": translator.repairs,
-            "proxy.ollama_host": outcome.get("host", self.host),
+            "proxy.ollama_host": outcome.host or self.host,
         }
-        if outcome.get("cancelled"):
-            attributes["proxy.cancelled_during"] = outcome.get("phase")
+        if outcome.cancelled:
+            attributes["proxy.cancelled_during"] = outcome.phase
+        if outcome.fallbacks:
+            attributes["proxy.fallbacks"] = [fallback.value for fallback in outcome.fallbacks]
         if error is not None:
             attributes["error.type"] = error.error_type
             attributes["proxy.error_message"] = error.message
@@ -116,22 +116,21 @@ def log_request_bodies(record: RequestRecord, body: Any, ollama_body: Any) -> No
 def log_request_end(
     record: RequestRecord,
     *,
-    ended: float,
-    outcome: Mapping[str, Any],
-    translator: Any,
+    outcome: Outcome,
+    translator: ResponseTranslator,
     tried: list[tuple[str, str]] | None = None,
 ) -> None:
     """``tried``: (host, what it did) for each host tried, when more than one was."""
-    attributes = record.end_attributes(ended=ended, outcome=outcome, translator=translator)
+    attributes = record.end_attributes(outcome=outcome, translator=translator)
     if tried and len(tried) > 1:
         attributes["proxy.ollama_hosts_tried"] = [f"{url} {result}" for url, result in tried]
     if attributes["proxy.cancelled"]:
         verdict = "cancelled"
-    elif outcome.get("error") is not None:
+    elif outcome.error is not None:
         verdict = "failed"
     else:
         verdict = "done"
-    error = outcome.get("error")
+    error = outcome.error
     if error is not None and verdict == "failed":
         # One failure, one record: this one, a warning that says what went wrong.
         log.warning(

@@ -22,10 +22,11 @@ does not exist, every request for it gets that answer without asking Ollama agai
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ..errors import ProxyError, UpstreamModelNotFound
 from ..protocol.bounded import BoundedDict
+from ..protocol.lifecycle import Outcome
+from ..stream.translator import ResponseTranslator
 
 __all__ = ["FinalVerdicts", "VERDICT_TTL"]
 
@@ -52,9 +53,9 @@ class FinalVerdicts:
         #: Ollama model → (its "not found" error, the request that learned it, expiry)
         self._missing: BoundedDict[str, tuple[ProxyError, str, float]] = BoundedDict(MAX_VERDICTS)
 
-    def remember_missing(self, model: str, request_id: str, outcome: dict[str, Any] | None, *, now: float) -> None:
+    def remember_missing(self, model: str, request_id: str, outcome: Outcome | None, *, now: float) -> None:
         """Keep the answer when Ollama said ``model`` does not exist."""
-        error = outcome.get("error") if outcome else None
+        error = outcome.error if outcome else None
         if isinstance(error, UpstreamModelNotFound):
             self._missing[model] = (error, request_id, now + self._missing_ttl)
 
@@ -73,15 +74,15 @@ class FinalVerdicts:
         )
         raise error
 
-    def remember(self, key: Key, request_id: str, outcome: dict[str, Any] | None, translator: Any, *, now: float) -> None:
+    def remember(self, key: Key, request_id: str, outcome: Outcome | None, translator: ResponseTranslator, *, now: float) -> None:
         """Keep ``outcome``'s error if it is final, was sent as an ``event: error`` (the
         stream was committed) and came before any output."""
         if outcome is None:
             return
-        error = outcome.get("error")
-        if not isinstance(error, ProxyError) or error.should_retry or outcome.get("cancelled"):
+        error = outcome.error
+        if not isinstance(error, ProxyError) or error.should_retry or outcome.cancelled:
             return
-        if outcome.get("status") != 200 or translator.produced_output:
+        if outcome.status != 200 or translator.produced_output:
             return  # answered with a status (final already), or failed mid-answer
         self._kept[key] = (error, request_id, now + self._ttl)
 

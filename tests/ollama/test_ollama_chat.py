@@ -212,7 +212,7 @@ def writes(monkeypatch) -> list[int]:
 
     class RecordingSink(relay.SSESink):
         async def _write_locked(self, events):
-            if events and not self.closed:
+            if events and not self.finished:
                 seen.append(sum(1 for e in events if e.NAME == "content_block_delta"))
             await super()._write_locked(events)
 
