@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import h11
 import httpx
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,3 +86,19 @@ def test_mutated_bodies_are_rejected_or_decoded_like_h11(body, at, junk, cuts):
         assert mine == reference
     # Where h11 rejects the framing, ours may be laxer (it skips trailer lines and chunk
     # extensions without checking their syntax) or reject later: no claim is made there.
+
+
+# Found by the mutated-bodies property: h11 ends a trailer line (and the trailer section) at
+# a bare LF, as it reads any header block; ours waited for a CRLF that never came.
+@pytest.mark.parametrize("framed", [
+    b"0; a=1;b\r\nx-trailer: \n\n\n\r\n",
+    b"0; a=1;b\r\nx-trailer: \n \n\r\n",
+    b"0\r\nx-trailer: 1\n\r\n",
+    b"1\r\nA\r\n0\r\na: b\nc: d\n\n",
+    b"0\r\n\n",
+])
+def test_trailer_lines_ending_in_a_bare_lf_end_like_h11(framed):
+    reference = h11_decode(framed)
+    assert reference is not None and reference[1]
+    for cuts in ([], list(range(len(framed)))):
+        assert ours(framed, cuts) == reference

@@ -147,21 +147,18 @@ class ChunkedBody:
                 pos += 2
                 state = SIZE
             else:  # trailer section: lines up to an empty one
-                if buffer[pos:pos + 1] == b"\n":  # a bare LF as the empty line, as h11 allows
-                    self.done = True
-                    pos += 1
-                    break
-                eol = find(b"\r\n", pos)
+                # Lines end at LF, with or without CR, as h11 reads a header block.
+                eol = find(b"\n", pos)
                 if eol < 0:
                     if size - pos > self.MAX_LINE:
                         raise _framing("a trailer line without its end")
                     break
-                self._trailer_bytes += eol + 2 - pos
+                self._trailer_bytes += eol + 1 - pos
                 if self._trailer_bytes > self.MAX_TRAILERS:
                     raise _framing("trailers too long")
-                if eol == pos:
+                if eol == pos or (eol == pos + 1 and buffer[pos] == 13):  # LF or CRLF alone
                     self.done = True
-                pos = eol + 2
+                pos = eol + 1
         self._state = state
         self._need = need
         self._buffer = buffer[pos:]
