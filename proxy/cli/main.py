@@ -38,6 +38,7 @@ from ..config import (
     SETTINGS,
     ConfigError,
     Setting,
+    Settings,
     config_file_defaults,
     default_value,
     describe_source,
@@ -52,7 +53,7 @@ PROG = "claude-code-ollama-proxy"
 COMMANDS = ("serve", "claude", "doctor", "models", "pull")
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting], *, suppress: bool) -> None:
+def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting[Any]], *, suppress: bool) -> None:
     """One flag per row. ``suppress``: a subcommand's copy that must not overwrite a value
     given before the subcommand with its own default."""
     default = argparse.SUPPRESS if suppress else None
@@ -99,7 +100,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting]
             )
 
 
-def _shown_default(setting: Setting, *, in_container: bool) -> str:
+def _shown_default(setting: Setting[Any], *, in_container: bool) -> str:
     """The default that really applies on this machine, in words (``--help``)."""
     value = default_value(setting, in_container=in_container)
     if value is None:
@@ -149,7 +150,7 @@ class _Parser(argparse.ArgumentParser):
         return actions
 
 
-def build_parser(table: Sequence[Setting] = SETTINGS) -> argparse.ArgumentParser:
+def build_parser(table: Sequence[Setting[Any]] = SETTINGS) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Serve the Anthropic Messages API from a local Ollama, for Claude Code.",
@@ -198,7 +199,7 @@ def build_parser(table: Sequence[Setting] = SETTINGS) -> argparse.ArgumentParser
 
 
 def split_claude_args(
-    argv: Sequence[str], table: Sequence[Setting] = SETTINGS
+    argv: Sequence[str], table: Sequence[Setting[Any]] = SETTINGS
 ) -> tuple[list[str], dict[str, Any] | None]:
     """Split off ``claude …``: everything after it belongs to Claude Code, whose options
     argparse must never see (``claude -p "hi" --model x``).
@@ -235,7 +236,7 @@ def split_claude_args(
     return list(argv), None
 
 
-def flag_values(args: argparse.Namespace, table: Sequence[Setting] = SETTINGS) -> dict[str, Any]:
+def flag_values(args: argparse.Namespace, table: Sequence[Setting[Any]] = SETTINGS) -> dict[str, Any]:
     """The settings given as flags (None: not given)."""
     values = {s.name: getattr(args, s.name, None) for s in table}
     maps = values.get("model_map")
@@ -335,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(f"unhandled command {command}")
 
 
-def _tail(settings: Any, *, url: str | None, as_json: bool) -> int:
+def _tail(settings: Settings, *, url: str | None, as_json: bool) -> int:
     from ..live.tail import TailRefused, tail
 
     if url is None:
@@ -352,7 +353,7 @@ def _tail(settings: Any, *, url: str | None, as_json: bool) -> int:
     return 0
 
 
-def _serve(settings: Any, *, pid_file: str | None) -> int:
+def _serve(settings: Settings, *, pid_file: str | None) -> int:
     from ..server.runner import first_signal, serve
 
     pid_path = Path(pid_file) if pid_file else None
@@ -409,7 +410,7 @@ def _find(error: BaseException, match: Callable[[BaseException], bool]) -> BaseE
     return None
 
 
-def _listen_failure(settings: Any, exc: BaseException) -> str:
+def _listen_failure(settings: Settings, exc: BaseException) -> str:
     where = f"{settings.host}:{settings.port}"
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return (

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 import httpx
 import trio
 
+from ..config import Settings
 from ..errors import ProxyError, UpstreamProtocolError
 from ..stream.ndjson import NDJSONDecoder
 from .client import ERROR_BODY_LIMIT, read_capped, remember_client, status_error, transport_error
@@ -274,8 +275,8 @@ LOOPBACK_OLLAMA_URL = "http://127.0.0.1:11434"
 
 
 async def settle_container_default(
-    settings: Any, *, loopback: str = LOOPBACK_OLLAMA_URL, timeout: float = 2.0
-) -> Any:
+    settings: Settings, *, loopback: str = LOOPBACK_OLLAMA_URL, timeout: float = 2.0
+) -> Settings:
     """In a container the default Ollama URL is ``host.docker.internal``, which only some
     runtimes provide (Docker Desktop; Linux with ``--add-host``). When that name does not
     resolve and Ollama answers on ``loopback`` (``--network host``, or Ollama in the same
