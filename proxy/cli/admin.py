@@ -87,7 +87,7 @@ async def models(settings: Settings, *, as_json: bool = False, out: TextIO | Non
             where.setdefault(model.name, []).append(url)
     if not where and len(urls) > 1:
         return 1  # no host answered: each said why
-    rows = []
+    rows: list[dict[str, Any]] = []  # the JSON output's objects
     for model in sorted(installed, key=lambda m: m.name):
         found = details.get(model.name)
         caps = found.capabilities if not isinstance(found, ProxyError) and found is not None else ()

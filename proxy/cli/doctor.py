@@ -164,11 +164,12 @@ def _model_checks(settings: Settings, model: str, roles: list[str], facts: Facts
         )
 
     length = found.context_length
-    window = _effective_window(settings, length) if length else length
-    capped = window is not None and length is not None and window < length
-    if window is None:
+    if length is None:
         checks.append(Check(f"{model} context", Verdict.WARN, "Ollama did not report a context length", ""))
-    elif window < MIN_CONTEXT:
+        return checks
+    window = _effective_window(settings, length) if length else length
+    capped = window < length
+    if window < MIN_CONTEXT:
         checks.append(
             Check(f"{model} context", hard,
                   f"{window} tokens{_capped_note(settings, length) if capped else ''};"
@@ -212,8 +213,8 @@ def evaluate_hosts(settings: Settings, hosts: list[Facts]) -> list[Check]:
     installed: dict[str, InstalledModel] = {}
     details: dict[str, ModelDetails | ProxyError] = {}
     for facts in reachable:
-        for model in facts.installed:
-            installed.setdefault(canonical_name(model.name), model)
+        for entry in facts.installed:
+            installed.setdefault(canonical_name(entry.name), entry)
         for name, found in facts.details.items():
             if isinstance(found, ModelDetails) or name not in details:
                 details[name] = found

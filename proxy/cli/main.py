@@ -120,7 +120,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in this command's words: ``unknown option --prot (did you
     mean --port?)`` rather than ``unrecognized arguments: --prot 3001``."""
 
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+    def parse_args(self, args: Sequence[str] | None = None, namespace: None = None) -> argparse.Namespace:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         actions = self._all_actions()
         known = {o for action in actions for o in action.option_strings}
@@ -137,7 +137,7 @@ class _Parser(argparse.ArgumentParser):
             index += 2 if (name in takes_value and "=" not in token) else 1
         return super().parse_args(argv, namespace)
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """One line and exit code 2, not argparse's usage block."""
         self.exit(2, f"{PROG}: {message}; see --help\n")
 

@@ -164,7 +164,8 @@ async def list_models(client: httpx.AsyncClient) -> list[InstalledModel]:
         name = entry.get("name") or entry.get("model")
         if not isinstance(name, str):
             continue
-        details = entry.get("details") if isinstance(entry.get("details"), dict) else {}
+        given = entry.get("details")
+        details = given if isinstance(given, dict) else {}
         size = entry.get("size")
         result.append(
             InstalledModel(
@@ -241,7 +242,8 @@ async def pull_model(client: httpx.AsyncClient, name: str, on_progress: Callable
         async with client.stream("POST", "/api/pull", json={"model": name, "stream": True}) as response:
             if response.status_code != 200:
                 raise status_error(response.status_code, await read_capped(response, ERROR_BODY_LIMIT), model=name)
-            async with aclosing(response.aiter_bytes()) as chunks:
+            # httpx annotates aiter_bytes(), an async generator, as an AsyncIterator (no aclose)
+            async with aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
                 async for data in chunks:
                     for line in decoder.feed(data):
                         success = _handle_pull_line(line, on_progress) or success

@@ -152,7 +152,8 @@ Available tools (JSON Schema of their arguments):
 class CallWriter(Protocol):
     """A call format that can print a call (a dialect of :mod:`proxy.stream.dialects`)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def write(self, name: str, arguments: dict[str, Any]) -> str: ...
 
