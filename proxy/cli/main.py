@@ -120,6 +120,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in this command's words: ``unknown option --prot (did you
     mean --port?)`` rather than ``unrecognized arguments: --prot 3001``."""
 
+    # one signature where argparse's stub has overloads (a namespace of another type): never passed here
     def parse_args(self, args: Sequence[str] | None = None, namespace: None = None) -> argparse.Namespace:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         actions = self._all_actions()
