@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Generic, Mapping, TypeVar
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -271,19 +271,16 @@ def _parse_ollama_urls(value: Any) -> str:
     return format_host_list(specs)
 
 
-_T = TypeVar("_T")
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
-class Setting(Generic[_T]):
-    """One row of the settings table: its default and its parser's result are one type,
-    the type of the :class:`Settings` field of the same name."""
+class Setting:
+    """One row of the settings table. Its default and what its parser returns are of the
+    type of the :class:`Settings` field of the same name (tests/test_settings_types.py)."""
 
     name: str
-    default: _T
+    default: Any
     #: raw value (a flag's string or strings, an environment string, a JSON value) to the
     #: setting's value; raises ValueError saying what was expected
-    parse: Callable[[Any], _T]
+    parse: Callable[[Any], Any]
     help: str
     #: defaults to PROXY_<NAME>
     env: str | None = None
@@ -303,7 +300,7 @@ class Setting(Generic[_T]):
 
 
 #: Every setting of the proxy. The config file uses ``name`` as its key.
-SETTINGS: tuple[Setting[Any], ...] = (
+SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", _parse_str, "address to listen on"),
     Setting("port", 3000, _parse_port, "port to listen on"),
     Setting(
@@ -458,7 +455,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def default_value(setting: Setting[Any], *, in_container: bool = False) -> Any:
+def default_value(setting: Setting, *, in_container: bool = False) -> Any:
     """The default of ``setting`` on this machine (a fresh copy)."""
     if setting.name == "ollama_url" and in_container:
         return CONTAINER_OLLAMA_URL

@@ -53,7 +53,7 @@ PROG = "claude-code-ollama-proxy"
 COMMANDS = ("serve", "claude", "doctor", "models", "pull")
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting[Any]], *, suppress: bool) -> None:
+def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting], *, suppress: bool) -> None:
     """One flag per row. ``suppress``: a subcommand's copy that must not overwrite a value
     given before the subcommand with its own default."""
     default = argparse.SUPPRESS if suppress else None
@@ -100,7 +100,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting[
             )
 
 
-def _shown_default(setting: Setting[Any], *, in_container: bool) -> str:
+def _shown_default(setting: Setting, *, in_container: bool) -> str:
     """The default that really applies on this machine, in words (``--help``)."""
     value = default_value(setting, in_container=in_container)
     if value is None:
@@ -151,7 +151,7 @@ class _Parser(argparse.ArgumentParser):
         return actions
 
 
-def build_parser(table: Sequence[Setting[Any]] = SETTINGS) -> argparse.ArgumentParser:
+def build_parser(table: Sequence[Setting] = SETTINGS) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Serve the Anthropic Messages API from a local Ollama, for Claude Code.",
@@ -200,7 +200,7 @@ def build_parser(table: Sequence[Setting[Any]] = SETTINGS) -> argparse.ArgumentP
 
 
 def split_claude_args(
-    argv: Sequence[str], table: Sequence[Setting[Any]] = SETTINGS
+    argv: Sequence[str], table: Sequence[Setting] = SETTINGS
 ) -> tuple[list[str], dict[str, Any] | None]:
     """Split off ``claude …``: everything after it belongs to Claude Code, whose options
     argparse must never see (``claude -p "hi" --model x``).
@@ -237,7 +237,7 @@ def split_claude_args(
     return list(argv), None
 
 
-def flag_values(args: argparse.Namespace, table: Sequence[Setting[Any]] = SETTINGS) -> dict[str, Any]:
+def flag_values(args: argparse.Namespace, table: Sequence[Setting] = SETTINGS) -> dict[str, Any]:
     """The settings given as flags (None: not given)."""
     values = {s.name: getattr(args, s.name, None) for s in table}
     maps = values.get("model_map")
