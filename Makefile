@@ -76,7 +76,7 @@ $(CHROMIUM):
 		|| { $(APT) update -qq && $(APT) install -y --no-install-recommends chromium; }
 
 # The layering contracts (pyproject.toml, docs/ARCHITECTURE.md) first: a broken rule fails fast.
-# Then mypy over proxy/ ([tool.mypy] in pyproject.toml: strict on the sans-I/O core).
+# Then mypy, strict over proxy/ ([tool.mypy] in pyproject.toml); then pytest.
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/mypy
