@@ -5,7 +5,7 @@
 #   make dev       the same under Hypercorn with auto-reload on code changes
 #   make stop      stops what `make run` or `make dev` started (SIGTERM: a graceful shutdown)
 #   make claude    Claude Code through the proxy (ARGS="-p 'hello'" passes arguments to Claude Code)
-#   make test      the whole test suite (installs Debian's chromium for the dashboard tests)
+#   make test      import contracts, mypy, then the whole test suite (installs Debian's chromium for the dashboard tests)
 #   make bench     benchmarks against the floor, LiteLLM and claude-code-router (docs/BENCHMARKS.md)
 #   make lock      regenerate requirements.lock from pyproject.toml (needs the network)
 #   make mutate    mutation testing of proxy/protocol/ and proxy/stream/ (docs/TESTING.md)
@@ -76,8 +76,10 @@ $(CHROMIUM):
 		|| { $(APT) update -qq && $(APT) install -y --no-install-recommends chromium; }
 
 # The layering contracts (pyproject.toml, docs/ARCHITECTURE.md) first: a broken rule fails fast.
+# Then mypy, strict over proxy/ ([tool.mypy] in pyproject.toml); then pytest.
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/lint-imports --no-cache --no-logo
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q $(ARGS)
 
 # pip-tools resolves pyproject.toml's dependencies, its test extra and its build backend,

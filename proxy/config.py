@@ -250,7 +250,7 @@ def _parse_ollama_urls(value: Any) -> str:
         value = [_parse_str(value)]
     # a flag's value may itself be a comma-separated list
     items = [part for item in value for part in (item.split(",") if isinstance(item, str) else [item])]
-    specs = []
+    specs: list[HostSpec] = []
     for item in items:
         if isinstance(item, dict) and set(item) <= {"url", "weight"} and "url" in item:
             url, weight = _parse_url(item["url"]), item.get("weight", 1.0)
@@ -273,10 +273,13 @@ def _parse_ollama_urls(value: Any) -> str:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Setting:
-    """One row of the settings table."""
+    """One row of the settings table. Its default and what its parser returns are of the
+    type of the :class:`Settings` field of the same name (tests/test_settings_types.py)."""
 
     name: str
     default: Any
+    #: raw value (a flag's string or strings, an environment string, a JSON value) to the
+    #: setting's value; raises ValueError saying what was expected
     parse: Callable[[Any], Any]
     help: str
     #: defaults to PROXY_<NAME>
@@ -385,25 +388,56 @@ SETTINGS: tuple[Setting, ...] = (
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
-def _field(setting: Setting) -> Any:
-    if isinstance(setting.default, (dict, list)):
-        return dataclasses.field(default_factory=lambda: copy.deepcopy(setting.default))
-    return dataclasses.field(default=setting.default)
 
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Resolved settings: one field per row of :data:`SETTINGS`, in its order, typed as the
+    row's parser returns (``tests/test_settings_types.py`` holds the two together).
 
-Settings = dataclasses.make_dataclass(
-    "Settings",
-    [(s.name, Any, _field(s)) for s in SETTINGS]
-    + [
-        ("sources", dict, dataclasses.field(default_factory=dict)),
-        ("origins", dict, dataclasses.field(default_factory=dict)),
-    ],
-    frozen=True,
-    namespace={
-        "__doc__": "Resolved settings; ``sources`` says which layer gave each value (flag, env,"
-        " file, default), ``origins`` says it for people (``from OLLAMA_HOST``, ``the container default``)."
-    },
-)
+    The defaults live in the table, not here: :func:`load_settings` makes every Settings.
+    ``sources`` says which layer gave each value (flag, env, file, default), ``origins``
+    says it for people (``from OLLAMA_HOST``, ``the container default``).
+    """
+
+    host: str
+    port: int
+    #: one URL, or several comma-separated ``URL[=WEIGHT]`` (:func:`proxy.protocol.routing.parse_host_list`)
+    ollama_url: str
+    default_model: str
+    model_map: dict[str, str]
+    log_level: str
+    log_file: str | None
+    log_format: str
+    quiet: bool
+    api_key: str | None
+    allowed_origins: list[str]
+    allowed_hosts: list[str]
+    body_limit: int
+    body_timeout: float
+    connect_timeout: float
+    ollama_connections: int
+    first_content_timeout: float
+    idle_timeout: float
+    commit_grace: float
+    ping_interval: float
+    busy_retries: int
+    busy_retry_window: float
+    busy_retry_after: int
+    crash_retries: int
+    graceful_timeout: float
+    sequential_tools: bool
+    tool_emulation: bool
+    num_ctx: int
+    max_num_ctx: int
+    cap_num_predict: bool
+    loop_guard_chars: int
+    keep_alive: str | None
+    strict_thinking: bool
+    host_saturation: int
+    host_poll_interval: float
+    events_buffer: int
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
+    origins: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -448,10 +482,10 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
     *,
     environ: Mapping[str, str] | None = None,
-    config_path: str | os.PathLike | None = None,
+    config_path: str | os.PathLike[str] | None = None,
     read_config_file: bool = True,
     in_container: bool | None = None,
-) -> Any:
+) -> Settings:
     """Resolve every setting: ``overrides`` (flags) > environment > config file > default.
 
     The config file is ``config_path``, else ``$PROXY_CONFIG``, else ``./proxy.config.json``
@@ -512,7 +546,7 @@ def load_settings(
     return Settings(**values, sources=sources, origins=origins)
 
 
-def describe_source(settings: Any, name: str) -> str:
+def describe_source(settings: Settings, name: str) -> str:
     """Where setting ``name`` came from, for people: ``from --ollama-url``, ``from
     OLLAMA_HOST``, ``from proxy.config.json``, ``the container default``, ``the default``."""
-    return getattr(settings, "origins", {}).get(name) or "the default"
+    return settings.origins.get(name) or "the default"

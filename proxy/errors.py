@@ -37,6 +37,8 @@ help (docs/STREAMING.md, "Who retries").
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ProxyError",
     "RequestError",
@@ -77,7 +79,7 @@ class ProxyError(Exception):
         if not self.should_retry:
             self.headers.setdefault("x-should-retry", "false")
 
-    def to_body(self) -> dict:
+    def to_body(self) -> dict[str, Any]:
         return error_body(self.error_type, self.message)
 
 
@@ -187,6 +189,6 @@ class UpstreamProtocolError(UpstreamError):
     status = 502
 
 
-def error_body(error_type: str, message: str) -> dict:
+def error_body(error_type: str, message: str) -> dict[str, Any]:
     """The Anthropic error envelope."""
     return {"type": "error", "error": {"type": error_type, "message": message}}

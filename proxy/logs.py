@@ -243,7 +243,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, dict):
         if value.get("type") == "base64" and isinstance(value.get("data"), str):
             return {**value, "data": f"[base64, {len(value['data'])} chars]"}
-        out = {}
+        out: dict[Any, Any] = {}
         for key, item in value.items():
             if isinstance(key, str) and _SECRET_KEYS.match(key):
                 out[key] = REDACTED

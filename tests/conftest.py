@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from proxy.server.app import ProxyApp
-from proxy.config import load_settings
+from proxy.config import Settings, load_settings
 from proxy.server.runner import serve
 from tests.claude_code import claude_code_binary
 from tests.fake_ollama import FakeOllama, Model
@@ -29,7 +29,7 @@ MODELS = [
 @dataclasses.dataclass
 class RunningProxy:
     url: str
-    settings: Any
+    settings: Settings
     #: the served application, for tests that check its internal state (bounded tables)
     app: ProxyApp
 

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 import trio
 
 from . import doctor as doctor_checks
-from ..config import describe_source
+from ..config import Settings, describe_source
 from ..errors import ProxyError
 from ..ollama.admin import InstalledModel, PullProgress, describe_models, list_models, open_admin_client, pull_model
 from ..protocol.routing import host_urls
@@ -32,7 +32,7 @@ def format_size(size: int | None) -> str:
     return f"{size} B"
 
 
-async def doctor(settings: Any, *, as_json: bool = False, out: TextIO | None = None, **gather: Any) -> int:
+async def doctor(settings: Settings, *, as_json: bool = False, out: TextIO | None = None, **gather: Any) -> int:
     """Every check; with several Ollama hosts, each host is asked and checked."""
     out = out or sys.stdout
     urls = host_urls(settings.ollama_url)
@@ -55,7 +55,7 @@ async def doctor(settings: Any, *, as_json: bool = False, out: TextIO | None = N
     return doctor_checks.exit_code(checks)
 
 
-async def models(settings: Any, *, as_json: bool = False, out: TextIO | None = None, timeout: float = 30.0) -> int:
+async def models(settings: Settings, *, as_json: bool = False, out: TextIO | None = None, timeout: float = 30.0) -> int:
     """Installed models with capabilities, context length and the roles the settings give them."""
     out = out or sys.stdout
     roles = doctor_checks.model_roles(settings)
@@ -87,7 +87,7 @@ async def models(settings: Any, *, as_json: bool = False, out: TextIO | None = N
             where.setdefault(model.name, []).append(url)
     if not where and len(urls) > 1:
         return 1  # no host answered: each said why
-    rows = []
+    rows: list[dict[str, Any]] = []  # the JSON output's objects
     for model in sorted(installed, key=lambda m: m.name):
         found = details.get(model.name)
         caps = found.capabilities if not isinstance(found, ProxyError) and found is not None else ()
@@ -180,7 +180,7 @@ class PullPrinter:
         self._end_bar()
 
 
-async def pull(settings: Any, model: str, *, out: TextIO | None = None, tty: bool | None = None) -> int:
+async def pull(settings: Settings, model: str, *, out: TextIO | None = None, tty: bool | None = None) -> int:
     """Pull ``model`` on every Ollama host, one after the other (1 if any failed)."""
     out = out or sys.stdout
     urls = host_urls(settings.ollama_url)

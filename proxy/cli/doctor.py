@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import trio
 
-from ..config import describe_source, is_loopback_host
+from ..config import Settings, describe_source, is_loopback_host
 from ..errors import ProxyError
 from ..ollama.admin import (
     InstalledModel,
@@ -87,7 +87,7 @@ class Facts:
     claude_path: str | None = None
 
 
-def model_roles(settings: Any) -> dict[str, list[str]]:
+def model_roles(settings: Settings) -> dict[str, list[str]]:
     """Each Ollama model the settings use → the roles it plays (``default``, the tiers,
     and ``map KEY`` for every other key of the model map), in a stable order."""
     roles: dict[str, list[str]] = {}
@@ -100,7 +100,7 @@ def model_roles(settings: Any) -> dict[str, list[str]]:
     return roles
 
 
-def _ollama_checks(settings: Any, facts: Facts) -> list[Check]:
+def _ollama_checks(settings: Settings, facts: Facts) -> list[Check]:
     subject = f"Ollama at {facts.ollama_url}"
     origin = describe_source(settings, "ollama_url")
     if facts.version is None:
@@ -126,7 +126,7 @@ def _ollama_checks(settings: Any, facts: Facts) -> list[Check]:
     return checks
 
 
-def _model_checks(settings: Any, model: str, roles: list[str], facts: Facts, tool_models: list[str]) -> list[Check]:
+def _model_checks(settings: Settings, model: str, roles: list[str], facts: Facts, tool_models: list[str]) -> list[Check]:
     minor = roles == ["haiku"]  # only the haiku tier uses it: side requests
     hard = Verdict.WARN if minor else Verdict.FAIL
     subject = f"{model} ({', '.join(roles)})"
@@ -164,11 +164,12 @@ def _model_checks(settings: Any, model: str, roles: list[str], facts: Facts, too
         )
 
     length = found.context_length
-    window = _effective_window(settings, length) if length else length
-    capped = window is not None and length is not None and window < length
-    if window is None:
+    if length is None:
         checks.append(Check(f"{model} context", Verdict.WARN, "Ollama did not report a context length", ""))
-    elif window < MIN_CONTEXT:
+        return checks
+    window = _effective_window(settings, length) if length else length
+    capped = window < length
+    if window < MIN_CONTEXT:
         checks.append(
             Check(f"{model} context", hard,
                   f"{window} tokens{_capped_note(settings, length) if capped else ''};"
@@ -195,25 +196,25 @@ def _model_checks(settings: Any, model: str, roles: list[str], facts: Facts, too
     return checks
 
 
-def _effective_window(settings: Any, context_length: int) -> int:
+def _effective_window(settings: Settings, context_length: int) -> int:
     from .launcher import _effective_window as effective
 
     return effective(settings, context_length)
 
 
-def _capped_note(settings: Any, length: int) -> str:
+def _capped_note(settings: Settings, length: int) -> str:
     return f" (num_ctx/max_num_ctx cap the model's {length})"
 
 
-def evaluate_hosts(settings: Any, hosts: list[Facts]) -> list[Check]:
+def evaluate_hosts(settings: Settings, hosts: list[Facts]) -> list[Check]:
     """Several Ollama hosts: each host's own checks, then the models as the proxy sees
     them (installed on any host), each with the hosts that have it, then the rest."""
     reachable = [facts for facts in hosts if facts.version is not None]
     installed: dict[str, InstalledModel] = {}
     details: dict[str, ModelDetails | ProxyError] = {}
     for facts in reachable:
-        for model in facts.installed:
-            installed.setdefault(canonical_name(model.name), model)
+        for entry in facts.installed:
+            installed.setdefault(canonical_name(entry.name), entry)
         for name, found in facts.details.items():
             if isinstance(found, ModelDetails) or name not in details:
                 details[name] = found
@@ -244,7 +245,7 @@ def evaluate_hosts(settings: Any, hosts: list[Facts]) -> list[Check]:
     return checks
 
 
-def evaluate(settings: Any, facts: Facts, *, ollama: bool = True) -> list[Check]:
+def evaluate(settings: Settings, facts: Facts, *, ollama: bool = True) -> list[Check]:
     """Every check, in reading order: Ollama, each model, the proxy, Claude Code, exposure.
     ``ollama=False`` leaves out Ollama's own (evaluate_hosts checks each host)."""
     checks = _ollama_checks(settings, facts) if ollama else []
@@ -277,7 +278,7 @@ def evaluate(settings: Any, facts: Facts, *, ollama: bool = True) -> list[Check]
 
 
 async def gather_facts(
-    settings: Any,
+    settings: Settings,
     *,
     which: Callable[[str], str | None] = shutil.which,
     timeout: float = 15.0,

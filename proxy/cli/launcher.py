@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import httpx
 import trio
 
-from ..config import describe_source
+from ..config import Settings, describe_source
 from ..errors import ProxyError
 from ..ollama.admin import describe_models, open_admin_client
 from ..protocol.auto_mode import AUTO_MODE_MODEL
@@ -38,7 +38,7 @@ __all__ = ["claude_models", "claude_environment", "find_running_proxy", "context
 log = logging.getLogger("proxy.launcher")
 
 
-def claude_models(settings: Any) -> dict[str, str]:
+def claude_models(settings: Settings) -> dict[str, str]:
     """The Ollama model for each of Claude Code's model variables.
 
     The main model is the default model; each tier is what the proxy would resolve for a
@@ -70,7 +70,7 @@ def claude_environment(
     environ: Mapping[str, str],
     *,
     base_url: str,
-    settings: Any,
+    settings: Settings,
     context_tokens: int | None,
 ) -> dict[str, str]:
     """The environment Claude Code runs with: ``environ`` plus the proxy's variables."""
@@ -118,7 +118,7 @@ async def find_running_proxy(host: str, port: int, *, timeout: float = 1.5) -> s
     return None
 
 
-def _effective_window(settings: Any, context_length: int) -> int:
+def _effective_window(settings: Settings, context_length: int) -> int:
     """What the proxy will actually give a model: its context length, or less when the
     settings pin or cap num_ctx (``num_ctx``/``max_num_ctx``; 0 means not set)."""
     window = context_length
@@ -128,7 +128,7 @@ def _effective_window(settings: Any, context_length: int) -> int:
     return window
 
 
-async def context_window(settings: Any, *, timeout: float = 10.0) -> int | None:
+async def context_window(settings: Settings, *, timeout: float = 10.0) -> int | None:
     """The smallest context window among the main and the subagent model, the two that
     carry long conversations; None when Ollama cannot tell (a warning says why)."""
     models = claude_models(settings)
@@ -192,7 +192,7 @@ async def _run_child(command: list[str], env: dict[str, str]) -> int:
 
 
 async def run_claude(
-    settings: Any,
+    settings: Settings,
     args: Sequence[str],
     *,
     claude_bin: str | None = None,

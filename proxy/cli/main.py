@@ -38,6 +38,7 @@ from ..config import (
     SETTINGS,
     ConfigError,
     Setting,
+    Settings,
     config_file_defaults,
     default_value,
     describe_source,
@@ -119,7 +120,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in this command's words: ``unknown option --prot (did you
     mean --port?)`` rather than ``unrecognized arguments: --prot 3001``."""
 
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+    # one signature where argparse's stub has overloads (a namespace of another type): never passed here
+    def parse_args(self, args: Sequence[str] | None = None, namespace: None = None) -> argparse.Namespace:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         actions = self._all_actions()
         known = {o for action in actions for o in action.option_strings}
@@ -136,7 +138,7 @@ class _Parser(argparse.ArgumentParser):
             index += 2 if (name in takes_value and "=" not in token) else 1
         return super().parse_args(argv, namespace)
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """One line and exit code 2, not argparse's usage block."""
         self.exit(2, f"{PROG}: {message}; see --help\n")
 
@@ -335,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(f"unhandled command {command}")
 
 
-def _tail(settings: Any, *, url: str | None, as_json: bool) -> int:
+def _tail(settings: Settings, *, url: str | None, as_json: bool) -> int:
     from ..live.tail import TailRefused, tail
 
     if url is None:
@@ -352,7 +354,7 @@ def _tail(settings: Any, *, url: str | None, as_json: bool) -> int:
     return 0
 
 
-def _serve(settings: Any, *, pid_file: str | None) -> int:
+def _serve(settings: Settings, *, pid_file: str | None) -> int:
     from ..server.runner import first_signal, serve
 
     pid_path = Path(pid_file) if pid_file else None
@@ -409,7 +411,7 @@ def _find(error: BaseException, match: Callable[[BaseException], bool]) -> BaseE
     return None
 
 
-def _listen_failure(settings: Any, exc: BaseException) -> str:
+def _listen_failure(settings: Settings, exc: BaseException) -> str:
     where = f"{settings.host}:{settings.port}"
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return (

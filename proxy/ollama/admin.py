@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 import httpx
 import trio
 
+from ..config import Settings
 from ..errors import ProxyError, UpstreamProtocolError
 from ..stream.ndjson import NDJSONDecoder
 from .client import ERROR_BODY_LIMIT, read_capped, remember_client, status_error, transport_error
@@ -163,7 +164,8 @@ async def list_models(client: httpx.AsyncClient) -> list[InstalledModel]:
         name = entry.get("name") or entry.get("model")
         if not isinstance(name, str):
             continue
-        details = entry.get("details") if isinstance(entry.get("details"), dict) else {}
+        given = entry.get("details")
+        details = given if isinstance(given, dict) else {}
         size = entry.get("size")
         result.append(
             InstalledModel(
@@ -240,7 +242,8 @@ async def pull_model(client: httpx.AsyncClient, name: str, on_progress: Callable
         async with client.stream("POST", "/api/pull", json={"model": name, "stream": True}) as response:
             if response.status_code != 200:
                 raise status_error(response.status_code, await read_capped(response, ERROR_BODY_LIMIT), model=name)
-            async with aclosing(response.aiter_bytes()) as chunks:
+            # httpx annotates aiter_bytes(), an async generator, as an AsyncIterator (no aclose)
+            async with aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
                 async for data in chunks:
                     for line in decoder.feed(data):
                         success = _handle_pull_line(line, on_progress) or success
@@ -274,8 +277,8 @@ LOOPBACK_OLLAMA_URL = "http://127.0.0.1:11434"
 
 
 async def settle_container_default(
-    settings: Any, *, loopback: str = LOOPBACK_OLLAMA_URL, timeout: float = 2.0
-) -> Any:
+    settings: Settings, *, loopback: str = LOOPBACK_OLLAMA_URL, timeout: float = 2.0
+) -> Settings:
     """In a container the default Ollama URL is ``host.docker.internal``, which only some
     runtimes provide (Docker Desktop; Linux with ``--add-host``). When that name does not
     resolve and Ollama answers on ``loopback`` (``--network host``, or Ollama in the same

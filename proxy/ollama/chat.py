@@ -33,7 +33,7 @@ import select
 import ssl
 import urllib.parse
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncGenerator, AsyncIterator
 
 import h11
 import httpx
@@ -206,7 +206,7 @@ class ChatResponse:
             self._chunked = ChunkedBody()
             self._pending, _ = connection.h11.trailing_data
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         """The body, one piece per socket read (never an empty piece). Raises httpx's
         ``ReadError`` for a reset and ``RemoteProtocolError`` for a truncated or invalid body."""
         if self.complete:
@@ -239,7 +239,7 @@ class ChatResponse:
                 return
             conn.receive_data(await _receive(stream))
 
-    async def _aiter_chunked(self, body: ChunkedBody) -> AsyncIterator[bytes]:
+    async def _aiter_chunked(self, body: ChunkedBody) -> AsyncGenerator[bytes, None]:
         stream = self._connection.stream
         data, self._pending = self._pending, b""
         while True:
@@ -272,7 +272,8 @@ class ChatResponse:
 
 async def _receive(stream: trio.abc.Stream) -> bytes:
     try:
-        return await stream.receive_some(_READ_SIZE)
+        # SSLStream's may be a bytearray; h11 and ChunkedBody take any bytes-like object
+        return await stream.receive_some(_READ_SIZE)  # type: ignore[return-value]
     except trio.BrokenResourceError as exc:
         cause = exc.__cause__
         raise httpx.ReadError(str(cause or exc) or type(cause or exc).__name__) from None
@@ -341,11 +342,12 @@ class OllamaChat:
     async def _connect(self) -> _Connection:
         try:
             with trio.fail_after(self.connect_timeout):
+                stream: trio.abc.Stream
                 if self._tls:
-                    stream: trio.abc.Stream = await trio.open_ssl_over_tcp_stream(
+                    stream = tls = await trio.open_ssl_over_tcp_stream(
                         self._host, self._port, ssl_context=self._ssl_context, https_compatible=True
                     )
-                    await stream.do_handshake()
+                    await tls.do_handshake()
                 else:
                     stream = await trio.open_tcp_stream(self._host, self._port)
         except trio.TooSlowError:

@@ -11,7 +11,7 @@ import json
 import re
 import weakref
 from contextlib import aclosing
-from typing import TypeVar
+from typing import AsyncIterator, Protocol, TypeVar
 
 import httpx
 import trio
@@ -41,12 +41,20 @@ ERROR_BODY_LIMIT = 64 * 1024
 ERROR_TEXT_LIMIT = 1000
 
 
-async def read_capped(response: httpx.Response, limit: int) -> bytes:
+class StreamedBody(Protocol):
+    """An answer whose body arrives in pieces: httpx's Response or the chat client's
+    :class:`~proxy.ollama.chat.ChatResponse`."""
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+
+async def read_capped(response: StreamedBody, limit: int) -> bytes:
     """At most ``limit`` bytes of ``response``'s body; the rest is never read (closing the
     response drops the connection)."""
     parts: list[bytes] = []
     size = 0
-    async with aclosing(response.aiter_bytes()) as chunks:
+    # httpx annotates aiter_bytes(), an async generator, as an AsyncIterator (no aclose)
+    async with aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
         async for data in chunks:
             parts.append(data)
             size += len(data)
@@ -156,7 +164,7 @@ def _connections(limit: int | None) -> str:
 
 def transport_error(
     exc: Exception, *, url: str, streaming: bool, produced_output: bool = True,
-    client: httpx.AsyncClient | None = None,
+    client: object | None = None,
 ) -> ProxyError:
     """Map an httpx failure. ``streaming``: whether Ollama had already answered 200;
     ``produced_output``: whether its answer had carried any output yet; ``client``: the

@@ -36,6 +36,7 @@ _THINKING = re.compile(r"<thinking>.*?</thinking>", re.DOTALL)
 def is_auto_mode_check(body: dict[str, Any]) -> str | None:
     """The verdict's closing tag when a validated request is auto mode's check (known by
     its stop sequence), else None."""
+    stop: str  # validated: a list of strings
     for stop in body.get("stop_sequences") or ():
         if stop in _VERDICTS:
             return stop

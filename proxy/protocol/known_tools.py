@@ -111,26 +111,33 @@ def parse_request_body(raw: bytes, cache: ToolsCache) -> tuple[Any, KnownTools |
     return parsed
 
 
+def _skip_ws(s: str, i: int) -> int:
+    """The index past the JSON whitespace at ``s[i]`` (``_WS`` matches nothing as well)."""
+    match = _WS.match(s, i)
+    assert match is not None
+    return match.end()
+
+
 def _parse_object(s: str, cache: ToolsCache) -> tuple[dict[str, Any], KnownTools | None] | None:
     """A top-level JSON object parsed member by member, or None (let json decide)."""
-    ws = _WS.match
+    ws = _skip_ws
     decode = _DECODER.raw_decode
-    i = ws(s, 0).end()
+    i = ws(s, 0)
     if s[i : i + 1] != "{":
         return None
     obj: dict[str, Any] = {}
     known: KnownTools | None = None
-    i = ws(s, i + 1).end()
+    i = ws(s, i + 1)
     if s[i : i + 1] == "}":
-        return (obj, None) if ws(s, i + 1).end() == len(s) else None
+        return (obj, None) if ws(s, i + 1) == len(s) else None
     while True:
         if s[i : i + 1] != '"':
             return None
         key, i = decode(s, i)
-        i = ws(s, i).end()
+        i = ws(s, i)
         if s[i : i + 1] != ":":
             return None
-        i = ws(s, i + 1).end()
+        i = ws(s, i + 1)
         if key == "tools":
             entry = cache.match(s, i)
             if entry is not None:
@@ -145,11 +152,11 @@ def _parse_object(s: str, cache: ToolsCache) -> tuple[dict[str, Any], KnownTools
         else:
             value, i = decode(s, i)
         obj[key] = value
-        i = ws(s, i).end()
+        i = ws(s, i)
         c = s[i : i + 1]
         if c == ",":
-            i = ws(s, i + 1).end()
+            i = ws(s, i + 1)
         elif c == "}":
-            return (obj, known) if ws(s, i + 1).end() == len(s) else None
+            return (obj, known) if ws(s, i + 1) == len(s) else None
         else:
             return None

@@ -81,8 +81,9 @@ def parse_list_query(query: Mapping[str, list[str]]) -> tuple[int, str | None, s
         raise RequestError(f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {raw!r}") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise RequestError(f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {limit}")
-    after = (query.get("after_id") or [None])[-1]
-    before = (query.get("before_id") or [None])[-1]
+    afters, befores = query.get("after_id"), query.get("before_id")
+    after = afters[-1] if afters else None
+    before = befores[-1] if befores else None
     if after and before:
         raise RequestError("after_id and before_id cannot be used together")
     return limit, after or None, before or None

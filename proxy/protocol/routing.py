@@ -138,8 +138,9 @@ def session_key(header: str | None, body: Mapping[str, Any]) -> str:
             parsed = json.loads(user_id)
         except ValueError:
             parsed = None
-        if isinstance(parsed, dict) and isinstance(parsed.get("session_id"), str) and parsed["session_id"]:
-            return "session:" + parsed["session_id"]
+        session_id = parsed.get("session_id") if isinstance(parsed, dict) else None
+        if isinstance(session_id, str) and session_id:
+            return "session:" + session_id
     digest = hashlib.blake2b(digest_size=16)
     digest.update(_text_of(body.get("system")).encode("utf-8", "replace"))
     digest.update(b"\0")

@@ -73,7 +73,7 @@ def decide_think(body: dict[str, Any], *, model: str, can_think: bool) -> ThinkD
         return ThinkDecision(False)
     if not takes_think_levels(model):
         return ThinkDecision(True)
-    if kind == "enabled":
+    if kind == "enabled" and isinstance(thinking, dict):
         return ThinkDecision(_level_from_budget(thinking.get("budget_tokens")))
     output_config = body.get("output_config")
     effort = output_config.get("effort") if isinstance(output_config, dict) else None

@@ -23,7 +23,7 @@ import dataclasses
 import difflib
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 import json_repair
 
@@ -97,12 +97,13 @@ def _near_match(key: str, properties: dict[str, Any], given: dict[str, Any]) -> 
     norm = _normalize(key)
     if not norm:
         return None
-    for rule in (
+    rules: tuple[Callable[[str], bool], ...] = (
         lambda p: _normalize(p) == norm,  # filePath, file-path, FILE_PATH
         lambda p: _normalize(p).endswith(norm) or norm.endswith(_normalize(p)),  # path → file_path
         lambda p: _normalize(p).startswith(norm) or norm.startswith(_normalize(p)),  # desc → description
         lambda p: p[:1].lower() == norm[:1] and _is_subsequence(norm, _normalize(p)),  # cmd → command
-    ):
+    )
+    for rule in rules:
         matches = [p for p in free if rule(p)]
         if len(matches) == 1:
             return matches[0]

@@ -182,8 +182,9 @@ def _image_data(block: dict[str, Any], path: str) -> str:
     source = block.get("source")
     if not isinstance(source, dict):
         raise _fail(f"{path}.source", "must be an object")
-    if source.get("type") == "base64" and isinstance(source.get("data"), str):
-        return source["data"]
+    data = source.get("data")
+    if source.get("type") == "base64" and isinstance(data, str):
+        return data
     if source.get("type") == "url":
         raise _fail(
             f"{path}.source",
@@ -458,7 +459,7 @@ def referenced_tools(messages: list[Any]) -> frozenset[str]:
 
 def translate_tools(
     body: dict[str, Any], known_tools: KnownTools | None = None
-) -> tuple[list[dict[str, Any]], dict[str, dict]]:
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """Client tools → Ollama function tools; server tools are left out with a log line.
 
     A tool marked ``defer_loading`` is offered only once a ``tool_reference`` in the
@@ -488,9 +489,9 @@ def translate_tools(
 
 def _translate_tools(
     tools: list[dict[str, Any]], loaded: frozenset[str] = frozenset()
-) -> tuple[list[dict[str, Any]], dict[str, dict], list[tuple[Any, Any]], frozenset[str]]:
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], list[tuple[Any, Any]], frozenset[str]]:
     functions: list[dict[str, Any]] = []
-    schemas: dict[str, dict] = {}
+    schemas: dict[str, dict[str, Any]] = {}
     left_out: list[tuple[Any, Any]] = []
     for tool in tools:
         if tool.get("type") not in (None, "custom"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Awaitable, Callable, Iterable, TypedDict
+from typing import Any, Awaitable, Callable, Iterable
 
 import trio
 
@@ -18,18 +18,14 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class ResponseStart(TypedDict):
-    type: str
-    status: int
-    headers: list[tuple[bytes, bytes]]
-
-
 class ClientDisconnected(Exception):
     """The client went away while we were still reading its request."""
 
 
 def header(scope: Scope, name: bytes) -> str | None:
     """The value of request header ``name`` (lower-case bytes), or None."""
+    key: bytes
+    value: bytes
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
             return value.decode("latin-1")
@@ -82,7 +78,7 @@ async def send_response(
     content_type: str,
     headers: Iterable[tuple[str, str]] = (),
 ) -> None:
-    start: ResponseStart = {
+    start: dict[str, Any] = {
         "type": "http.response.start",
         "status": status,
         "headers": _headers(

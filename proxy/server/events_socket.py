@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import trio
 
@@ -31,7 +32,7 @@ log = logging.getLogger("proxy.events")
 GOING_AWAY = 1001
 
 
-def _encode(event: dict) -> str:
+def _encode(event: dict[str, Any]) -> str:
     # valid_text: the WebSocket sends UTF-8; a lone surrogate would close the connection
     return valid_text(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import logging
 import signal
-from typing import Any
+from typing import AsyncIterable, Awaitable, Callable, cast
 from urllib.parse import urlsplit
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.typing import ASGIFramework
 
+from ..config import Settings
 from .app import ProxyApp
 
 __all__ = ["serve", "hypercorn_config", "wait_for_signal", "first_signal"]
@@ -21,7 +23,7 @@ log = logging.getLogger("proxy.server")
 LISTEN_BACKLOG = 1024
 
 
-def hypercorn_config(settings: Any) -> Config:
+def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     host = settings.host
     config.bind = [f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"]
@@ -38,13 +40,21 @@ def hypercorn_config(settings: Any) -> Config:
     return config
 
 
+def _as_asgi(app: ProxyApp) -> ASGIFramework:
+    """``app`` as Hypercorn's type names an ASGI 3 application. The app reads and sends
+    plain ``dict[str, Any]`` messages (:mod:`proxy.server.asgi`); Hypercorn's types name each
+    message as its own TypedDict, which no ``dict[str, Any]`` signature matches. Same
+    object, same calls: the cast only says so to the type checker."""
+    return cast(ASGIFramework, app)
+
+
 async def wait_for_signal() -> None:
     """Return on SIGTERM or SIGINT: Hypercorn's trigger for a graceful shutdown."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         await first_signal(signals)
 
 
-async def first_signal(signals: Any) -> None:
+async def first_signal(signals: AsyncIterable[int]) -> None:
     """Return at the first signal from ``signals`` (a ``trio.open_signal_receiver``).
     Open the receiver before the server starts, so a SIGTERM that arrives as soon as the
     server is up is a graceful shutdown, not the default action (death)."""
@@ -54,9 +64,9 @@ async def first_signal(signals: Any) -> None:
 
 
 async def serve(
-    settings: Any,
+    settings: Settings,
     *,
-    shutdown_trigger: Any = None,
+    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
     console_log: bool = True,
     app: ProxyApp | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
@@ -71,16 +81,19 @@ async def serve(
     if app is None:
         app = ProxyApp(settings, console_log=console_log)
 
-    async def shut_down_when_triggered() -> None:
-        # Hypercorn waits up to graceful_timeout for open connections; live-view
-        # WebSockets never end by themselves, so they are closed as shutdown begins.
-        await shutdown_trigger()
-        app.close_live_view()
+    trigger: Callable[[], Awaitable[None]] | None = None
+    if shutdown_trigger is not None:
 
-    trigger = shut_down_when_triggered if shutdown_trigger is not None else None
+        async def shut_down_when_triggered() -> None:
+            # Hypercorn waits up to graceful_timeout for open connections; live-view
+            # WebSockets never end by themselves, so they are closed as shutdown begins.
+            await shutdown_trigger()
+            app.close_live_view()
+
+        trigger = shut_down_when_triggered
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(
-            functools.partial(hypercorn_serve, app, hypercorn_config(settings), shutdown_trigger=trigger)
+            functools.partial(hypercorn_serve, _as_asgi(app), hypercorn_config(settings), shutdown_trigger=trigger)
         )
         log.info("listening on %s", " ".join(urls))
         for url in urls:  # the addresses really bound (a name in host may resolve to several)

@@ -145,8 +145,9 @@ _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encod
 _json_string = json.encoder.encode_basestring
 
 _DELTA_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
-#: delta type → (its text field, the bytes between the index and the text)
-_DELTA_TEMPLATES = {
+#: delta type → (its text field, the bytes between the index and the text); looked up with
+#: whatever a delta's "type" is (None when it has none)
+_DELTA_TEMPLATES: dict[str | None, tuple[str, bytes]] = {
     kind: (field, b',"delta":{"type":"%s","%s":' % (kind.encode(), field.encode()))
     for kind, field in (("text_delta", "text"), ("thinking_delta", "thinking"), ("input_json_delta", "partial_json"))
 }
@@ -160,7 +161,7 @@ def encode_sse(event: Event) -> bytes:
     """
     if type(event) is ContentBlockDelta:
         delta = event.delta
-        template = _DELTA_TEMPLATES.get(delta.get("type"))  # type: ignore[arg-type]
+        template = _DELTA_TEMPLATES.get(delta.get("type"))
         if template is not None and len(delta) == 2:
             value = delta.get(template[0])
             if type(value) is str and next(iter(delta)) == "type":

@@ -131,7 +131,7 @@ class ContentBlockMachine:
             return [ContentBlockStop(self.next_index - 1)]
         return []
 
-    def _open_block(self, content_block: dict[str, Any]) -> Event:
+    def _open_block(self, content_block: dict[str, Any]) -> ContentBlockStart:
         event = ContentBlockStart(self.next_index, content_block)
         self.next_index += 1
         return event

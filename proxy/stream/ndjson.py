@@ -29,7 +29,7 @@ class NDJSONDecoder:
     def feed(self, data: bytes) -> list[Any]:
         return [self.parse(line) for line in self.feed_lines(data)]
 
-    def feed_lines(self, data: bytes) -> list[bytes]:
+    def feed_lines(self, data: bytes) -> list[bytearray]:
         """The complete, non-blank lines that ``data`` finished, unparsed (for a caller
         with a faster parser of its own; :meth:`parse` is the reference)."""
         if not data:
@@ -59,7 +59,7 @@ class NDJSONDecoder:
             )
 
     @staticmethod
-    def parse(line: bytes) -> Any:
+    def parse(line: bytes | bytearray) -> Any:
         try:
             return json.loads(line)
         except ValueError:

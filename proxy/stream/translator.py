@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ..errors import ProxyError, UpstreamError, UpstreamProtocolError
 from ..protocol.tool_repair import repair_tool_call
@@ -132,7 +132,7 @@ class ResponseTranslator:
         events: list[Event] = []
         try:
             lines = self.decoder.feed_lines(data)
-            chunks = parse_lines(lines)
+            chunks: Iterable[OllamaChunk] | None = parse_lines(lines)
             if chunks is None:  # the reference path: line by line, each parsed as it is fed
                 # (lazily: a bad line must not stop the good lines before it from counting
                 # as output, or the relay would take the stream for one that produced none)

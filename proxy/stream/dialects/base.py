@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import json_repair
 
-__all__ = ["Dialect", "Found", "Tools", "MORE", "NO", "Sample"]
+__all__ = ["Dialect", "Found", "Tools", "MORE", "NO", "Sample", "Calls", "Piece"]
 
 MORE = "more"  #: cannot tell yet
 NO = "no"  #: not a call of this dialect
@@ -28,10 +28,16 @@ NAME_KEYS = ("name", "tool_name", "tool", "function")
 ARG_KEYS = ("arguments", "parameters", "args", "input")
 
 
+#: calls as recognized: (offered tool name, arguments as printed: an object, or text for
+#: the repair to decode), in the order printed
+Calls = tuple[tuple[str, Any], ...]
+#: one piece of a sample's expected output: ``("text", text)`` or ``("call", name, arguments)``
+Piece = tuple[str, str] | tuple[str, str, Any]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Found:
-    #: (offered tool name, arguments as printed: an object, or text for the repair to decode)
-    calls: tuple[tuple[str, Any], ...]
+    calls: Calls
     #: characters of the text the calls were made of
     consumed: int
 
@@ -45,7 +51,7 @@ class Sample:
 
     id: str
     text: str
-    expected: tuple[tuple, ...]
+    expected: tuple[Piece, ...]
 
 
 class Tools:
@@ -171,11 +177,11 @@ def load_json(text: str) -> Any:
         return None
 
 
-def json_calls(value: Any, tools: Tools) -> tuple[tuple[str, Any], ...] | None:
+def json_calls(value: Any, tools: Tools) -> Calls | None:
     """Calls from a decoded ``{"name": …, "arguments": …}`` or a list of them; None unless
     every one names an offered tool."""
     items = value if isinstance(value, list) else [value]
-    calls = []
+    calls: list[tuple[str, Any]] = []
     for item in items:
         if not isinstance(item, dict):
             return None
@@ -284,7 +290,7 @@ def _py_value(node: ast.AST) -> Any:
     return ast.literal_eval(node)
 
 
-def pythonic_calls(text: str, tools: Tools) -> tuple[tuple[str, Any], ...] | None:
+def pythonic_calls(text: str, tools: Tools) -> Calls | None:
     """Calls from ``[a(x=1), b(y="z")]``, ``a(x=1)`` or one such call per line; None unless
     every call names an offered tool with keyword arguments of literal values."""
     text = text.strip()

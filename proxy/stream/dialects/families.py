@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import (
     MORE,
     NO,
+    Calls,
     Dialect,
     Found,
+    Piece,
     Sample,
     Tools,
     block,
@@ -33,10 +35,11 @@ from .base import (
 _LS = {"command": "ls -la"}
 _PWD = {"command": "pwd"}
 _NESTED = {"file_path": "/tmp/naïve-☃.json", "content": '{"k": [1, {"z": "ü"}]}\n', "options": {"mode": "a", "tags": ["日本", "x"]}}
-_J = lambda value: json.dumps(value, ensure_ascii=False)  # noqa: E731
+def _J(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
-def _call(name: str, arguments: dict[str, Any]) -> tuple:
+def _call(name: str, arguments: dict[str, Any]) -> Piece:
     return ("call", name, arguments)
 
 
@@ -63,14 +66,14 @@ def _json_value_at(buf: str, pos: int, tools: Tools, final: bool) -> Any:
     return (calls, end) if calls else NO
 
 
-def _json_sequence(text: str, tools: Tools) -> tuple | None:
+def _json_sequence(text: str, tools: Tools) -> Calls | None:
     """Calls from one JSON value, or from several objects in a row (newlines, ``;`` or
     commas between them), as some models print inside one block."""
     try:
         return json_calls(json.loads(text), tools)
     except ValueError:
         pass
-    found: list = []
+    found: list[tuple[str, Any]] = []
     pos = _skip_space(text, 0)
     while pos < len(text):
         if text[pos] not in "{[":
@@ -278,7 +281,7 @@ class Llama3(Dialect):
     )
 
     def parse(self, buf: str, tools: Tools, final: bool) -> Any:
-        calls: list = []
+        calls: list[tuple[str, Any]] = []
         pos = len(self.openers[0])
         while True:
             value = _json_value_at(buf, pos, tools, final)
@@ -306,7 +309,7 @@ class Mistral(Dialect):
     families = "Mistral, Mistral-Nemo, Mistral Small, Devstral, Magistral, Ministral"
     openers = ("[TOOL_CALLS]",)
     template_markers = ("[TOOL_CALLS]",)
-    samples = (
+    samples: ClassVar[tuple[Sample, ...]] = (
         Sample("single", '[TOOL_CALLS][{"name": "Bash", "arguments": {"command": "ls -la"}}]', (_call("Bash", _LS),)),
         Sample("two", '[TOOL_CALLS][{"name": "Bash", "arguments": {"command": "ls -la"}}, {"name": "Bash", "arguments": {"command": "pwd"}}]</s>',
                (_call("Bash", _LS), _call("Bash", _PWD))),
@@ -329,10 +332,10 @@ class Mistral(Dialect):
             return NO if final and head == MORE else head
         name, pos = head
         if buf.startswith("[CALL_ID]", pos):
-            end = buf.find("[ARGS]", pos)
-            if end < 0:
+            args_at = buf.find("[ARGS]", pos)
+            if args_at < 0:
                 return NO if final or len(buf) - pos > 64 else MORE
-            pos = end
+            pos = args_at
         for marker in ("[ARGS]", "[CALL_ID]"):
             if split_prefix(buf[pos:], marker):
                 return NO if final else MORE
@@ -1034,7 +1037,7 @@ class Fenced(Dialect):
             return MORE if self.inner(body, tools, False, lang) != NO else NO
         else:
             calls = self.inner(body, tools, True, lang)
-        if calls in (MORE, NO):
+        if isinstance(calls, str):  # MORE or NO
             return NO
         return Found(calls, close + 3 if close >= 0 else len(buf))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 
-from .base import Dialect
+from .base import Calls, Dialect, Tools
 from .families import (
     GLM,
     LFM2,
@@ -55,7 +55,7 @@ BY_NAME = {dialect.name: dialect for dialect in DIALECTS}
 _REFINES = {"qwen3_coder": "hermes", "glm": "hermes", "mistral_args": "mistral"}
 
 
-def _fence_inner(body, tools, final, lang):  # type: ignore[no-untyped-def]
+def _fence_inner(body: str, tools: Tools, final: bool, lang: str) -> Calls | str:
     """What a fenced block holds, read by every other dialect: calls only, or not a call."""
     from ..text_calls import TextCall, TextCallFilter  # the engine; imported late (it imports us)
     from .base import MORE, NO
