@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from .errors import ConfigError
+
 __all__ = [
     "Settings",
     "SETTINGS",
     "Setting",
-    "ConfigError",
     "load_settings",
     "ollama_url_from_host",
     "running_in_container",
@@ -60,9 +61,6 @@ def running_in_container(markers: tuple[str, ...] = CONTAINER_MARKERS) -> bool:
     """True when one of the container runtimes' marker files exists."""
     return any(Path(marker).exists() for marker in markers)
 
-
-class ConfigError(Exception):
-    """A setting has a value of the wrong kind. The message names where it came from."""
 
 
 def _parse_bool(value: Any) -> bool:

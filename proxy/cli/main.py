@@ -36,7 +36,6 @@ from ..config import (
     CONTAINER_DEFAULT,
     DEFAULT_CONFIG_FILE,
     SETTINGS,
-    ConfigError,
     Setting,
     config_file_defaults,
     default_value,
@@ -44,6 +43,7 @@ from ..config import (
     load_settings,
     running_in_container,
 )
+from ..errors import ConfigError, PidFileTaken, TailRefused
 from ..logs import configure_logging
 
 __all__ = ["main", "build_parser", "split_claude_args"]
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _tail(settings: Any, *, url: str | None, as_json: bool) -> int:
-    from ..live.tail import TailRefused, tail
+    from ..live.tail import tail
 
     if url is None:
         host = settings.host
@@ -431,9 +431,6 @@ def check_address_free(host: str, port: int) -> None:
             probe.bind(address)
         return
 
-
-class PidFileTaken(Exception):
-    """The PID file names another live process: `make stop` would stop that one."""
 
 
 def _pid_alive(pid: int) -> bool:

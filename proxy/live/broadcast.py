@@ -19,11 +19,10 @@ from typing import Any, Callable
 
 import trio
 
-__all__ = ["Broadcast", "Subscription", "FeedClosed"]
+from ..errors import FeedClosed
 
+__all__ = ["Broadcast", "Subscription"]
 
-class FeedClosed(Exception):
-    """The broadcast was closed (the proxy is shutting down)."""
 
 
 class Subscription:

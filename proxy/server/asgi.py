@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable, Iterable, TypedDict
 
 import trio
 
-from ..errors import ProxyError, RequestTimeout, RequestTooLarge
+from ..errors import ClientDisconnected, ProxyError, RequestTimeout, RequestTooLarge
 from ..protocol.bounded import utf8
 
 __all__ = ["Scope", "Receive", "Send", "read_body", "send_response", "send_json", "send_error", "header"]
@@ -23,9 +23,6 @@ class ResponseStart(TypedDict):
     status: int
     headers: list[tuple[bytes, bytes]]
 
-
-class ClientDisconnected(Exception):
-    """The client went away while we were still reading its request."""
 
 
 def header(scope: Scope, name: bytes) -> str | None:

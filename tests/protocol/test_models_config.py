@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import ConfigError, load_settings, ollama_url_from_host
+from proxy.config import load_settings, ollama_url_from_host
+from proxy.errors import ConfigError
 from proxy.protocol.models import resolve_model
 
 DEFAULT = "qwen3:8b"
