@@ -49,7 +49,6 @@ from ..logs import configure_logging
 __all__ = ["main", "build_parser", "split_claude_args"]
 
 PROG = "claude-code-ollama-proxy"
-COMMANDS = ("serve", "claude", "doctor", "models", "pull")
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting], *, suppress: bool) -> None:
