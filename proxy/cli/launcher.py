@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import httpx
 import trio
 
-from ..config import describe_source
+from ..config import describe_source, local_url
 from ..errors import ProxyError
 from ..ollama.admin import describe_models, open_admin_client
 from ..protocol.auto_mode import AUTO_MODE_MODEL
@@ -93,20 +93,11 @@ def claude_environment(
     return env
 
 
-def _connect_host(host: str) -> str:
-    """Where a client reaches a server bound to ``host`` on this machine."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host in ("::", "[::]"):
-        return "[::1]"
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
 async def find_running_proxy(host: str, port: int, *, timeout: float = 1.5) -> str | None:
     """The base URL of a claude-code-ollama-proxy answering at host:port, else None."""
     if not port:
         return None
-    url = f"http://{_connect_host(host)}:{port}"
+    url = local_url(host, port)
     with trio.move_on_after(timeout):
         try:
             async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=timeout) as client:

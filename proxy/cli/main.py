@@ -40,7 +40,9 @@ from ..config import (
     config_file_defaults,
     default_value,
     describe_source,
+    host_port,
     load_settings,
+    local_url,
     running_in_container,
 )
 from ..errors import ConfigError, PidFileTaken, TailRefused
@@ -337,11 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _tail(settings: Any, *, url: str | None, as_json: bool) -> int:
     from ..live.tail import tail
 
-    if url is None:
-        host = settings.host
-        if host in ("0.0.0.0", "::", ""):  # listening everywhere: watch it on loopback
-            host = "127.0.0.1" if host != "::" else "::1"
-        url = f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+    if url is None:  # listening everywhere: watch it on loopback
+        url = local_url(settings.host, settings.port)
     try:
         trio.run(lambda: tail(url, api_key=settings.api_key, as_json=as_json))
     except TailRefused as exc:
@@ -366,7 +365,7 @@ def _serve(settings: Any, *, pid_file: str | None) -> int:
     configure_logging(settings.log_level, log_file=settings.log_file, quiet=settings.quiet, style=settings.log_format)
     if not settings.quiet:
         print(
-            f"{PROG} {__version__}: http://{settings.host}:{settings.port}"
+            f"{PROG} {__version__}: http://{host_port(settings.host, settings.port)}"
             f" → Ollama at {settings.ollama_url} ({describe_source(settings, 'ollama_url')})",
             file=sys.stderr,
         )
