@@ -53,6 +53,16 @@ __all__ = ["main", "build_parser", "split_claude_args"]
 PROG = "claude-code-ollama-proxy"
 
 
+#: the settings whose flag may be given several times: name → (metavar, help)
+_REPEATABLE = {
+    "model_map": (
+        "CLAUDE=OLLAMA",
+        "map a Claude model name (or haiku/sonnet/opus) to an Ollama model; repeatable, or one JSON object",
+    ),
+    "ollama_url": ("URL[=WEIGHT]", "Ollama base URL; repeat it for several Ollama hosts, each with an optional weight"),
+}
+
+
 def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting], *, suppress: bool) -> None:
     """One flag per row. ``suppress``: a subcommand's copy that must not overwrite a value
     given before the subcommand with its own default."""
@@ -63,41 +73,13 @@ def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting]
         where = f"env {setting.env_var}, {_shown_default(setting, in_container=in_container)}"
         if setting.name == "ollama_url":
             where = f"env {setting.env_var}, else OLLAMA_HOST; {_shown_default(setting, in_container=in_container)}"
-        if setting.name == "model_map":
-            group.add_argument(
-                setting.flag,
-                dest=setting.name,
-                action="append",
-                default=default,
-                metavar="CLAUDE=OLLAMA",
-                help="map a Claude model name (or haiku/sonnet/opus) to an Ollama model;"
-                f" repeatable, or one JSON object ({where})",
-            )
-        elif setting.name == "ollama_url":
-            group.add_argument(
-                setting.flag,
-                dest=setting.name,
-                action="append",
-                default=default,
-                metavar="URL[=WEIGHT]",
-                help=f"Ollama base URL; repeat it for several Ollama hosts, each with an optional weight ({where})",
-            )
+        options: dict[str, Any] = {"metavar": setting.name.upper(), "help": f"{setting.help} ({where})"}
+        if setting.name in _REPEATABLE:
+            metavar, text = _REPEATABLE[setting.name]
+            options = {"action": "append", "metavar": metavar, "help": f"{text} ({where})"}
         elif setting.is_bool:
-            group.add_argument(
-                setting.flag,
-                dest=setting.name,
-                action=argparse.BooleanOptionalAction,
-                default=default,
-                help=f"{setting.help} ({where})",
-            )
-        else:
-            group.add_argument(
-                setting.flag,
-                dest=setting.name,
-                default=default,
-                metavar=setting.name.upper(),
-                help=f"{setting.help} ({where})",
-            )
+            options = {"action": argparse.BooleanOptionalAction, "help": f"{setting.help} ({where})"}
+        group.add_argument(setting.flag, dest=setting.name, default=default, **options)
 
 
 def _shown_default(setting: Setting, *, in_container: bool) -> str:
