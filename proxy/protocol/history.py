@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from .bounded import clip
 
-__all__ = ["pair_tool_results", "sequentialize", "tool_choice_instruction", "emulate_tools", "INTERRUPTED"]
+__all__ = ["pair_tool_results", "sequentialize", "tool_choice_instruction", "emulate_tools", "with_system", "INTERRUPTED"]
 
 log = logging.getLogger("proxy.history")
 
@@ -234,9 +234,13 @@ def emulate_tools(
             out.append({"role": "user", "content": text, **_images_of(message)})
         else:
             out.append(message)
-    out = _join_user_runs(out)
-    if out and out[0]["role"] == "system":
-        out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{description}"}
-    else:
-        out.insert(0, {"role": "system", "content": description})
-    return out
+    return with_system(_join_user_runs(out), description)
+
+
+def with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """``messages`` with ``text`` at the end of the system prompt: appended to a leading
+    system message after a blank line, else as a new one in front. ``messages`` is not
+    changed."""
+    if messages and messages[0]["role"] == "system":
+        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
