@@ -150,16 +150,19 @@ async def probe_version(client: httpx.AsyncClient, *, timeout: float = 2.0) -> s
     return None
 
 
-async def list_models(client: httpx.AsyncClient) -> list[InstalledModel]:
-    """The installed models, as ``/api/tags`` lists them."""
-    data = await _get_json(client, "GET", "/api/tags")
+async def _model_entries(client: httpx.AsyncClient, path: str) -> list[dict[str, Any]]:
+    """The objects in the ``models`` list of ``/api/tags`` or ``/api/ps``."""
+    data = await _get_json(client, "GET", path)
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, list):
-        raise UpstreamProtocolError("Ollama's /api/tags answer has no models list")
+        raise UpstreamProtocolError(f"Ollama's {path} answer has no models list")
+    return [entry for entry in models if isinstance(entry, dict)]
+
+
+async def list_models(client: httpx.AsyncClient) -> list[InstalledModel]:
+    """The installed models, as ``/api/tags`` lists them."""
     result = []
-    for entry in models:
-        if not isinstance(entry, dict):
-            continue
+    for entry in await _model_entries(client, "/api/tags"):
         name = entry.get("name") or entry.get("model")
         if not isinstance(name, str):
             continue
@@ -180,11 +183,7 @@ async def list_models(client: httpx.AsyncClient) -> list[InstalledModel]:
 
 async def list_running(client: httpx.AsyncClient) -> list[str]:
     """The names of the models in memory, as ``/api/ps`` lists them."""
-    data = await _get_json(client, "GET", "/api/ps")
-    models = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(models, list):
-        raise UpstreamProtocolError("Ollama's /api/ps answer has no models list")
-    names = (entry.get("name") or entry.get("model") for entry in models if isinstance(entry, dict))
+    names = (entry.get("name") or entry.get("model") for entry in await _model_entries(client, "/api/ps"))
     return [name for name in names if isinstance(name, str)]
 
 
