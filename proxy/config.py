@@ -79,7 +79,6 @@ def running_in_container(markers: tuple[str, ...] = CONTAINER_MARKERS) -> bool:
     return any(Path(marker).exists() for marker in markers)
 
 
-
 def _parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value

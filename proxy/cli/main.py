@@ -412,7 +412,6 @@ def check_address_free(host: str, port: int) -> None:
         return
 
 
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

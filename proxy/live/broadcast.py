@@ -24,7 +24,6 @@ from ..errors import FeedClosed
 __all__ = ["Broadcast", "Subscription"]
 
 
-
 class Subscription:
     """One viewer's view of the feed. Use as a context manager to unsubscribe."""
 

@@ -27,7 +27,6 @@ FIRST_RETRY = 0.25
 MAX_RETRY = 5.0
 
 
-
 def events_url(base: str) -> str:
     """``http://h:p`` (or ``ws://…``, with or without ``/v1/events``) → ``ws://h:p/v1/events``."""
     parts = urlsplit(base if "://" in base else f"http://{base}")

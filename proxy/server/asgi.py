@@ -24,7 +24,6 @@ class ResponseStart(TypedDict):
     headers: list[tuple[bytes, bytes]]
 
 
-
 def header(scope: Scope, name: bytes) -> str | None:
     """The value of request header ``name`` (lower-case bytes), or None."""
     for key, value in scope.get("headers", ()):

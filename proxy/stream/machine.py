@@ -90,7 +90,6 @@ del S, I
 THINKING_SIGNATURE = "ollama-local-thinking"
 
 
-
 class ContentBlockMachine:
     """Turns model output (thinking, text, tool calls) into Anthropic stream events."""
 
