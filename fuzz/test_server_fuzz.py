@@ -17,7 +17,7 @@ from fuzz.conftest import SERVER_EXAMPLES, running_proxy
 from fuzz.test_stream_fuzz import streams
 from fuzz.validator import parse_sse, validate
 from tests.fake_ollama import Chunk, Line, Sleep, Stall
-from tests.server.test_lifecycle import live_request_tasks
+from tests.conftest import no_task_left, proxy_tasks
 
 BODY = {"model": "claude-opus-5-5", "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -50,27 +50,27 @@ def test_random_disconnects_leave_nothing_behind(stream, hang_up_after, stall):
         actions = script(stream, stall)
         stalls = bool(actions) and isinstance(actions[-1], Stall)
         async with running_proxy(commit_grace=0.01) as (fake, url):
-            fake.script_chat(actions)
-            received = b""
-            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-                async with client.stream("POST", "/v1/messages", json=BODY) as response:
-                    chunks = response.aiter_raw()
-                    async with aclosing(chunks):
-                        while hang_up_after is None or len(received) < hang_up_after:
-                            # a stalled model never ends: after a quiet moment the client gives up
-                            with trio.move_on_after(0.2 if stall else 10) as quiet:
-                                data = await anext(chunks, b"")
-                            if quiet.cancelled_caught or not data:
-                                break
-                            received += data
-            ended_by_client = (hang_up_after is not None and len(received) >= hang_up_after) or stall
-            # Nothing is left streaming into the void: the fake's script either ran to its end
-            # or saw its connection closed (a stalled script can only end that way).
-            while fake.active_chats or live_request_tasks():
-                await trio.sleep(0.005)
-            if stalls:
-                assert len(fake.disconnects) == 1
-            if received.endswith(b"\n\n"):
-                validate(parse_sse(received), allow_incomplete=ended_by_client)
+            with proxy_tasks() as tasks:
+                fake.script_chat(actions)
+                received = b""
+                async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                    async with client.stream("POST", "/v1/messages", json=BODY) as response:
+                        chunks = response.aiter_raw()
+                        async with aclosing(chunks):
+                            while hang_up_after is None or len(received) < hang_up_after:
+                                # a stalled model never ends: after a quiet moment the client gives up
+                                with trio.move_on_after(0.2 if stall else 10) as quiet:
+                                    data = await anext(chunks, b"")
+                                if quiet.cancelled_caught or not data:
+                                    break
+                                received += data
+                ended_by_client = (hang_up_after is not None and len(received) >= hang_up_after) or stall
+                # Nothing is left streaming into the void: the fake's script either ran to its end
+                # or saw its connection closed (a stalled script can only end that way).
+                await no_task_left(tasks, also=lambda: not fake.active_chats)
+                if stalls:
+                    assert len(fake.disconnects) == 1
+                if received.endswith(b"\n\n"):
+                    validate(parse_sse(received), allow_incomplete=ended_by_client)
 
     trio.run(scenario)

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from .errors import ConfigError
+
 __all__ = [
     "Settings",
     "SETTINGS",
     "Setting",
-    "ConfigError",
     "load_settings",
     "ollama_url_from_host",
     "running_in_container",
@@ -28,6 +29,8 @@ __all__ = [
     "config_file_defaults",
     "CONTAINER_OLLAMA_URL",
     "is_loopback_host",
+    "host_port",
+    "local_url",
     "describe_source",
     "CONTAINER_DEFAULT",
 ]
@@ -56,13 +59,24 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as a URL and Hypercorn's bind write it: an IPv6 address in brackets
+    (``[::1]:3000``), whether ``host`` came with them or not."""
+    name = host.strip().strip("[]")
+    return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL by which this machine reaches a server bound to ``host``:``port``: a
+    bind-all address (``0.0.0.0``, ``::``, empty) is reached on loopback."""
+    name = host.strip().strip("[]")
+    name = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(name, name)
+    return f"http://{host_port(name, port)}"
+
+
 def running_in_container(markers: tuple[str, ...] = CONTAINER_MARKERS) -> bool:
     """True when one of the container runtimes' marker files exists."""
     return any(Path(marker).exists() for marker in markers)
-
-
-class ConfigError(Exception):
-    """A setting has a value of the wrong kind. The message names where it came from."""
 
 
 def _parse_bool(value: Any) -> bool:
@@ -226,10 +240,8 @@ def ollama_url_from_host(host: str) -> str:
     hostname = parts.hostname or "127.0.0.1"
     if hostname in ("0.0.0.0", "::"):
         hostname = "127.0.0.1"
-    if ":" in hostname:
-        hostname = f"[{hostname}]"
     path = parts.path.rstrip("/")
-    return f"{scheme}://{hostname}:{port}{path}"
+    return f"{scheme}://{host_port(hostname, port)}{path}"
 
 
 def _parse_url(value: Any) -> str:

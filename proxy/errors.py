@@ -1,9 +1,11 @@
-"""The proxy's one exception tree, and the one place upstream failures are mapped.
+"""The proxy's exception trees, every class drawn, and the one place upstream failures are mapped.
 
 Every error a client can see is a :class:`ProxyError`. Each subclass fixes the HTTP
 status and the Anthropic error type, so the boundary (the ASGI app) renders any of
 them the same way: a JSON body before the stream started, an ``event: error`` frame
-after it::
+after it. The other roots never reach a client as themselves: each is caught by the one
+layer that knows what it means (`tests/test_errors.py` checks this drawing against the
+classes)::
 
     ProxyError                      (500 api_error)
     ├── RequestError                (400 invalid_request_error)
@@ -16,13 +18,25 @@ after it::
     ├── NotFound                    (404 not_found_error)
     ├── ShuttingDown                (529 overloaded_error) a request cut by the proxy's shutdown
     ├── PoolExhausted               (529 overloaded_error) the proxy's own Ollama connection limit
-    └── UpstreamError               (500 api_error)        Ollama failed us
+    └── UpstreamError               (500 api_error)        Ollama failed us: another status, an error line
         ├── UpstreamUnreachable     (502 api_error)        connect refused / DNS / connect timeout
         ├── UpstreamModelNotFound   (400 invalid_request_error)  Ollama 404
         ├── UpstreamBadRequest      (400 invalid_request_error)  Ollama 400
         ├── UpstreamBusy            (529 overloaded_error) Ollama 503
         ├── UpstreamTimeout         (504 api_error)        first-content or idle timeout
-        └── UpstreamProtocolError   (502 api_error)        reset, truncation, garbage, error line
+        └── UpstreamProtocolError   (502 api_error)        reset, truncation, garbage
+    ConfigError                     a setting's value is of the wrong kind: exit 2, or no start
+    ClientDisconnected              the client went away while its request was being read
+    MachineError                    an input the content-block machine does not allow: a bug
+    LifecycleError                  a request lifecycle transition its table does not allow: a bug
+    FeedClosed                      the live feed's broadcast closed: the proxy is shutting down
+    TailRefused                     the proxy refused ``tail`` its feed (a key): retrying cannot help
+    PidFileTaken                    ``serve --pid-file`` names another live process
+
+An ``{"error": "…"}`` line from Ollama is an :class:`UpstreamError` (500), like the status
+Ollama sends for the same failure before it streams (a runner crash, out of memory): Ollama
+said what went wrong, and the message is passed on. A 502 means Ollama's answer itself was
+broken or missing (:class:`UpstreamProtocolError`, :class:`UpstreamUnreachable`).
 
 Ollama's statuses and transport failures are mapped to these in one place:
 :mod:`proxy.ollama.client`.
@@ -58,6 +72,13 @@ __all__ = [
     "UpstreamBusy",
     "UpstreamTimeout",
     "UpstreamProtocolError",
+    "ConfigError",
+    "ClientDisconnected",
+    "MachineError",
+    "LifecycleError",
+    "FeedClosed",
+    "TailRefused",
+    "PidFileTaken",
     "error_body",
 ]
 
@@ -187,6 +208,36 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     status = 502
+
+
+class ConfigError(Exception):
+    """A setting has a value of the wrong kind. The message names where it came from."""
+
+
+class ClientDisconnected(Exception):
+    """The client went away while we were still reading its request."""
+
+
+class MachineError(Exception):
+    """An input the content-block machine (:mod:`proxy.stream.machine`) does not allow in
+    its current state."""
+
+
+class LifecycleError(Exception):
+    """A transition the request lifecycle's table (:mod:`proxy.protocol.lifecycle`) does not
+    allow: a bug of the proxy's, never the client's."""
+
+
+class FeedClosed(Exception):
+    """The broadcast was closed (the proxy is shutting down)."""
+
+
+class TailRefused(Exception):
+    """The proxy refused the feed (a wrong or missing key): retrying cannot help."""
+
+
+class PidFileTaken(Exception):
+    """The PID file names another live process: `make stop` would stop that one."""
 
 
 def error_body(error_type: str, message: str) -> dict[str, Any]:

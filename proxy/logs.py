@@ -36,7 +36,7 @@ from typing import Any, Iterator, Mapping, TextIO
 from urllib.parse import unquote
 
 from . import __version__
-from .config import ConfigError
+from .errors import ConfigError
 from .protocol.bounded import valid_text
 
 __all__ = [

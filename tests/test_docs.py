@@ -3,12 +3,13 @@ points to."""
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import pytest
 
-from proxy.cli.main import COMMANDS
+from proxy.cli.main import build_parser
 from proxy.config import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,10 +24,63 @@ def test_every_setting_is_in_the_cli_reference(setting):
     assert f"`{setting.flag}" in row and f"`{setting.env_var}`" in row
 
 
-def test_every_command_is_in_the_cli_reference():
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser's subcommands, by name, as argparse holds them."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.update(action.choices)
+    return found
+
+
+def own_options(parser: argparse.ArgumentParser) -> list[str]:
+    """A parser's options that are neither --help nor a setting's flag (those have their
+    own test): ``--json``, ``--pid-file``, and its positionals by metavar (``MODEL``)."""
+    settings = {s.flag for s in SETTINGS} | {"--no-" + s.flag[2:] for s in SETTINGS}
+    options = []
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+            continue
+        if not action.option_strings:
+            options.append(action.metavar or action.dest.upper())
+        options += [o for o in action.option_strings if o not in settings]
+    return options
+
+
+def test_the_parser_has_the_commands_the_cli_reference_is_checked_for():
+    commands = subcommands(build_parser())
+    assert {"serve", "claude", "doctor", "models", "pull", "tail"} <= set(commands)
+    assert "--json" in own_options(commands["tail"]) and "MODEL" in own_options(commands["pull"])
+
+
+@pytest.mark.parametrize("command", sorted(subcommands(build_parser())))
+def test_every_command_is_in_the_cli_reference(command):
+    """A row of the commands table names it, and a line that names it names each of its
+    own options: a new subcommand or option in the parser fails here until it is documented."""
     text = (ROOT / "docs" / "CLI.md").read_text(encoding="utf-8")
-    for command in COMMANDS:
-        assert f"| `{command}" in text, command
+    assert f"| `{command}" in text, f"docs/CLI.md's commands table has no row for {command}"
+    lines = [line for line in text.splitlines() if re.search(rf"(?<![\w-]){command}\b", line)]
+    for option in own_options(subcommands(build_parser())[command]):
+        shown = re.compile(rf"(?<![\w-]){re.escape(option)}(?![\w-])")
+        assert any(shown.search(line) for line in lines), f"docs/CLI.md never shows {command} {option}"
+
+
+def test_every_option_before_the_command_is_in_the_cli_reference():
+    text = (ROOT / "docs" / "CLI.md").read_text(encoding="utf-8")
+    for option in own_options(build_parser()):
+        assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), f"docs/CLI.md does not name {option}"
+
+
+def test_the_command_check_fails_for_an_undocumented_subcommand(monkeypatch):
+    """A subcommand added to the parser without a line in docs/CLI.md is caught."""
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.add_parser("frobnicate", help="an undocumented command")
+    monkeypatch.setattr("tests.test_docs.build_parser", lambda: parser)
+    assert "frobnicate" in subcommands(build_parser())
+    with pytest.raises(AssertionError, match="no row for frobnicate"):
+        test_every_command_is_in_the_cli_reference("frobnicate")
 
 
 @pytest.mark.parametrize("doc", DOCS)

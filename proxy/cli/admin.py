@@ -16,7 +16,8 @@ import trio
 from . import doctor as doctor_checks
 from ..config import Settings, describe_source
 from ..errors import ProxyError
-from ..ollama.admin import InstalledModel, PullProgress, describe_models, list_models, open_admin_client, pull_model
+from ..ollama.admin import InstalledModel, PullProgress, describe_models, list_models, pull_model
+from ..ollama.client import open_client
 from ..protocol.routing import host_urls
 
 __all__ = ["doctor", "models", "pull", "PullPrinter", "format_size"]
@@ -67,7 +68,7 @@ async def models(settings: Settings, *, as_json: bool = False, out: TextIO | Non
     where: dict[str, list[str]] = {}
     for url in urls:
         try:
-            async with open_admin_client(url, origin=origin) as client:
+            async with open_client(url, origin=origin) as client:
                 with trio.fail_after(timeout):
                     on_host = await list_models(client)
                     new = [m for m in on_host if m.name not in details]
@@ -191,7 +192,7 @@ async def pull(settings: Settings, model: str, *, out: TextIO | None = None, tty
             print(f"Ollama at {url}:", file=out, flush=True)
         printer = PullPrinter(out, tty=tty)
         try:
-            async with open_admin_client(url, origin=origin) as client:
+            async with open_client(url, origin=origin) as client:
                 await pull_model(client, model, printer)
         except ProxyError as exc:
             printer.close()

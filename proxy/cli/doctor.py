@@ -37,9 +37,9 @@ from ..ollama.admin import (
     describe_models,
     get_version,
     list_models,
-    open_admin_client,
     parse_version,
 )
+from ..ollama.client import open_client
 from ..protocol.models import resolve_model
 
 __all__ = [
@@ -288,7 +288,7 @@ async def gather_facts(
 
     claude_path = which("claude")
     proxy_url = await find_running_proxy(settings.host, settings.port)
-    async with open_admin_client(settings.ollama_url, connect_timeout=min(5.0, timeout)) as client:
+    async with open_client(settings.ollama_url, connect_timeout=min(5.0, timeout)) as client:
         with trio.move_on_after(timeout):
             try:
                 version = await get_version(client)

@@ -26,9 +26,10 @@ from typing import Any, Mapping, Sequence
 import httpx
 import trio
 
-from ..config import Settings, describe_source
+from ..config import Settings, describe_source, local_url
 from ..errors import ProxyError
-from ..ollama.admin import describe_models, open_admin_client
+from ..ollama.admin import describe_models
+from ..ollama.client import open_client
 from ..protocol.auto_mode import AUTO_MODE_MODEL
 from ..protocol.models import resolve_model
 from ..protocol.routing import host_urls
@@ -93,23 +94,14 @@ def claude_environment(
     return env
 
 
-def _connect_host(host: str) -> str:
-    """Where a client reaches a server bound to ``host`` on this machine."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host in ("::", "[::]"):
-        return "[::1]"
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
 async def find_running_proxy(host: str, port: int, *, timeout: float = 1.5) -> str | None:
     """The base URL of a claude-code-ollama-proxy answering at host:port, else None."""
     if not port:
         return None
-    url = f"http://{_connect_host(host)}:{port}"
+    url = local_url(host, port)
     with trio.move_on_after(timeout):
         try:
-            async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=timeout) as client:
+            async with open_client(url, connect_timeout=timeout) as client:
                 response = await client.get("/health")
                 if response.status_code == 200 and "proxy_version" in response.json():
                     return url
@@ -134,7 +126,7 @@ async def context_window(settings: Settings, *, timeout: float = 10.0) -> int | 
     models = claude_models(settings)
     names = [models["ANTHROPIC_MODEL"], models["CLAUDE_CODE_SUBAGENT_MODEL"]]
     # the first host: every host is expected to run the same models' builds
-    async with open_admin_client(
+    async with open_client(
         host_urls(settings.ollama_url)[0], connect_timeout=min(5.0, timeout),
         origin=describe_source(settings, "ollama_url"),
     ) as client:

@@ -36,21 +36,32 @@ from ..config import (
     CONTAINER_DEFAULT,
     DEFAULT_CONFIG_FILE,
     SETTINGS,
-    ConfigError,
     Setting,
     Settings,
     config_file_defaults,
     default_value,
     describe_source,
+    host_port,
     load_settings,
+    local_url,
     running_in_container,
 )
+from ..errors import ConfigError, PidFileTaken, TailRefused
 from ..logs import configure_logging
 
 __all__ = ["main", "build_parser", "split_claude_args"]
 
 PROG = "claude-code-ollama-proxy"
-COMMANDS = ("serve", "claude", "doctor", "models", "pull")
+
+
+#: the settings whose flag may be given several times: name → (metavar, help)
+_REPEATABLE = {
+    "model_map": (
+        "CLAUDE=OLLAMA",
+        "map a Claude model name (or haiku/sonnet/opus) to an Ollama model; repeatable, or one JSON object",
+    ),
+    "ollama_url": ("URL[=WEIGHT]", "Ollama base URL; repeat it for several Ollama hosts, each with an optional weight"),
+}
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting], *, suppress: bool) -> None:
@@ -63,41 +74,13 @@ def _add_setting_flags(parser: argparse.ArgumentParser, table: Sequence[Setting]
         where = f"env {setting.env_var}, {_shown_default(setting, in_container=in_container)}"
         if setting.name == "ollama_url":
             where = f"env {setting.env_var}, else OLLAMA_HOST; {_shown_default(setting, in_container=in_container)}"
-        if setting.name == "model_map":
-            group.add_argument(
-                setting.flag,
-                dest=setting.name,
-                action="append",
-                default=default,
-                metavar="CLAUDE=OLLAMA",
-                help="map a Claude model name (or haiku/sonnet/opus) to an Ollama model;"
-                f" repeatable, or one JSON object ({where})",
-            )
-        elif setting.name == "ollama_url":
-            group.add_argument(
-                setting.flag,
-                dest=setting.name,
-                action="append",
-                default=default,
-                metavar="URL[=WEIGHT]",
-                help=f"Ollama base URL; repeat it for several Ollama hosts, each with an optional weight ({where})",
-            )
+        options: dict[str, Any] = {"metavar": setting.name.upper(), "help": f"{setting.help} ({where})"}
+        if setting.name in _REPEATABLE:
+            metavar, text = _REPEATABLE[setting.name]
+            options = {"action": "append", "metavar": metavar, "help": f"{text} ({where})"}
         elif setting.is_bool:
-            group.add_argument(
-                setting.flag,
-                dest=setting.name,
-                action=argparse.BooleanOptionalAction,
-                default=default,
-                help=f"{setting.help} ({where})",
-            )
-        else:
-            group.add_argument(
-                setting.flag,
-                dest=setting.name,
-                default=default,
-                metavar=setting.name.upper(),
-                help=f"{setting.help} ({where})",
-            )
+            options = {"action": argparse.BooleanOptionalAction, "help": f"{setting.help} ({where})"}
+        group.add_argument(setting.flag, dest=setting.name, default=default, **options)
 
 
 def _shown_default(setting: Setting, *, in_container: bool) -> str:
@@ -338,13 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _tail(settings: Settings, *, url: str | None, as_json: bool) -> int:
-    from ..live.tail import TailRefused, tail
+    from ..live.tail import tail
 
-    if url is None:
-        host = settings.host
-        if host in ("0.0.0.0", "::", ""):  # listening everywhere: watch it on loopback
-            host = "127.0.0.1" if host != "::" else "::1"
-        url = f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+    if url is None:  # listening everywhere: watch it on loopback
+        url = local_url(settings.host, settings.port)
     try:
         trio.run(lambda: tail(url, api_key=settings.api_key, as_json=as_json))
     except TailRefused as exc:
@@ -369,7 +349,7 @@ def _serve(settings: Settings, *, pid_file: str | None) -> int:
     configure_logging(settings.log_level, log_file=settings.log_file, quiet=settings.quiet, style=settings.log_format)
     if not settings.quiet:
         print(
-            f"{PROG} {__version__}: http://{settings.host}:{settings.port}"
+            f"{PROG} {__version__}: http://{host_port(settings.host, settings.port)}"
             f" → Ollama at {settings.ollama_url} ({describe_source(settings, 'ollama_url')})",
             file=sys.stderr,
         )
@@ -432,10 +412,6 @@ def check_address_free(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Hypercorn binds
             probe.bind(address)
         return
-
-
-class PidFileTaken(Exception):
-    """The PID file names another live process: `make stop` would stop that one."""
 
 
 def _pid_alive(pid: int) -> bool:

@@ -19,11 +19,9 @@ from typing import Any, Callable
 
 import trio
 
-__all__ = ["Broadcast", "Subscription", "FeedClosed"]
+from ..errors import FeedClosed
 
-
-class FeedClosed(Exception):
-    """The broadcast was closed (the proxy is shutting down)."""
+__all__ = ["Broadcast", "Subscription"]
 
 
 class Subscription:

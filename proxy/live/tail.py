@@ -18,15 +18,13 @@ from urllib.parse import urlsplit, urlunsplit
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, open_websocket_url
 
-__all__ = ["events_url", "format_event", "tail", "TailRefused"]
+from ..errors import TailRefused
+
+__all__ = ["events_url", "format_event", "tail"]
 
 #: reconnect delays: the first retry is quick (a restart), then it backs off
 FIRST_RETRY = 0.25
 MAX_RETRY = 5.0
-
-
-class TailRefused(Exception):
-    """The proxy refused the feed (a wrong or missing key): retrying cannot help."""
 
 
 def events_url(base: str) -> str:

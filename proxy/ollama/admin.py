@@ -21,14 +21,14 @@ import trio
 from ..config import Settings
 from ..errors import ProxyError, UpstreamProtocolError
 from ..stream.ndjson import NDJSONDecoder
-from .client import ERROR_BODY_LIMIT, read_capped, remember_client, status_error, transport_error
+from .client import ERROR_BODY_LIMIT, open_client, read_capped, status_error, transport_error
 
 __all__ = [
     "InstalledModel",
     "ModelDetails",
     "PullProgress",
-    "open_admin_client",
     "get_version",
+    "probe_version",
     "list_models",
     "list_running",
     "show_model",
@@ -86,18 +86,6 @@ class PullProgress:
     completed: int | None = None
 
 
-def open_admin_client(ollama_url: str, *, connect_timeout: float = 5.0, origin: str | None = None) -> httpx.AsyncClient:
-    """A short-lived client for admin calls. No read timeout: a pull streams for minutes;
-    callers bound their calls with trio deadlines. ``origin``: where the URL came from."""
-    client = httpx.AsyncClient(
-        base_url=ollama_url,
-        timeout=httpx.Timeout(None, connect=connect_timeout, pool=connect_timeout),
-        headers={"user-agent": "claude-code-ollama-proxy"},
-        trust_env=False,
-    )
-    return remember_client(client, origin=origin)
-
-
 def canonical_name(name: str) -> str:
     """``qwen3`` and ``qwen3:latest`` are one model to Ollama: add the implicit tag."""
     last = name.rsplit("/", 1)[-1]
@@ -146,21 +134,36 @@ async def _get_json(client: httpx.AsyncClient, method: str, path: str, **kwargs:
 
 
 async def get_version(client: httpx.AsyncClient) -> str:
+    """Ollama's version (``unknown`` when its answer names none); raises a ProxyError."""
     data = await _get_json(client, "GET", "/api/version")
     version = data.get("version") if isinstance(data, dict) else None
     return version if isinstance(version, str) else "unknown"
 
 
-async def list_models(client: httpx.AsyncClient) -> list[InstalledModel]:
-    """The installed models, as ``/api/tags`` lists them."""
-    data = await _get_json(client, "GET", "/api/tags")
+async def probe_version(client: httpx.AsyncClient, *, timeout: float = 2.0) -> str | None:
+    """:func:`get_version`, or None when Ollama does not answer it within ``timeout``
+    seconds (or answers with an error)."""
+    with trio.move_on_after(timeout):
+        try:
+            return await get_version(client)
+        except ProxyError:
+            return None
+    return None
+
+
+async def _model_entries(client: httpx.AsyncClient, path: str) -> list[dict[str, Any]]:
+    """The objects in the ``models`` list of ``/api/tags`` or ``/api/ps``."""
+    data = await _get_json(client, "GET", path)
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, list):
-        raise UpstreamProtocolError("Ollama's /api/tags answer has no models list")
+        raise UpstreamProtocolError(f"Ollama's {path} answer has no models list")
+    return [entry for entry in models if isinstance(entry, dict)]
+
+
+async def list_models(client: httpx.AsyncClient) -> list[InstalledModel]:
+    """The installed models, as ``/api/tags`` lists them."""
     result = []
-    for entry in models:
-        if not isinstance(entry, dict):
-            continue
+    for entry in await _model_entries(client, "/api/tags"):
         name = entry.get("name") or entry.get("model")
         if not isinstance(name, str):
             continue
@@ -182,11 +185,7 @@ async def list_models(client: httpx.AsyncClient) -> list[InstalledModel]:
 
 async def list_running(client: httpx.AsyncClient) -> list[str]:
     """The names of the models in memory, as ``/api/ps`` lists them."""
-    data = await _get_json(client, "GET", "/api/ps")
-    models = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(models, list):
-        raise UpstreamProtocolError("Ollama's /api/ps answer has no models list")
-    names = (entry.get("name") or entry.get("model") for entry in models if isinstance(entry, dict))
+    names = (entry.get("name") or entry.get("model") for entry in await _model_entries(client, "/api/ps"))
     return [name for name in names if isinstance(name, str)]
 
 
@@ -299,14 +298,8 @@ async def settle_container_default(
             resolves = False
     if resolves:
         return settings
-    answers = False
-    with trio.move_on_after(timeout):
-        async with open_admin_client(loopback, connect_timeout=timeout) as client:
-            try:
-                await get_version(client)
-                answers = True
-            except ProxyError:
-                answers = False
+    async with open_client(loopback, connect_timeout=timeout) as client:
+        answers = await probe_version(client, timeout=timeout) is not None
     origins = dict(settings.origins)
     if answers:
         origins["ollama_url"] = f"loopback, because {parts.host} (the container default) does not resolve here"

@@ -1,4 +1,4 @@
-"""Talking to Ollama: the shared client, and the one place its failures are mapped.
+"""Talking to Ollama: the one httpx client factory, and the one place its failures are mapped.
 
 :func:`status_error` maps a non-200 answer of ``/api/chat``; :func:`transport_error` maps
 an httpx exception (refused, reset, truncated). Both return a :class:`~proxy.errors.ProxyError`
@@ -7,6 +7,7 @@ for the boundary to render.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import weakref
@@ -30,7 +31,7 @@ from ..errors import (
 )
 
 __all__ = [
-    "open_client", "status_error", "transport_error", "probe_version", "read_capped",
+    "open_client", "status_error", "transport_error", "read_capped",
     "remember_client", "url_origin", "pool_limit", "CHAT_PATH", "ERROR_BODY_LIMIT",
 ]
 
@@ -65,46 +66,61 @@ async def read_capped(response: StreamedBody, limit: int) -> bytes:
 
 _C = TypeVar("_C")
 
-#: client → where its Ollama URL came from (``from OLLAMA_HOST``…), for the error hints
-_origins: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
-#: client → its connection limit (for the message when every connection stays busy)
-_pool_limits: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientFacts:
+    """What the messages of :func:`transport_error` say about the client that failed."""
+
+    #: where its Ollama URL came from (``from OLLAMA_HOST``…; see
+    #: :func:`proxy.config.describe_source`); "" when not told
+    origin: str = ""
+    #: the connection limit it was opened with (for the message when every connection
+    #: stays busy); None when not told
+    max_connections: int | None = None
+
+
+#: client → its facts, for as long as the client lives
+_facts: weakref.WeakKeyDictionary[object, ClientFacts] = weakref.WeakKeyDictionary()
 
 
 def remember_client(client: _C, *, origin: str | None, max_connections: int | None = None) -> _C:
-    """Note where ``client``'s Ollama URL came from (see :func:`proxy.config.describe_source`)
-    and how many connections it may open, for the messages of :func:`transport_error`.
-    ``client``: the admin httpx client or the chat client (:mod:`proxy.ollama.chat`)."""
-    if origin:
-        _origins[client] = origin
-    if max_connections is not None:
-        _pool_limits[client] = max_connections
+    """Note where ``client``'s Ollama URL came from and how many connections it may open.
+    ``client``: an httpx client of :func:`open_client` or the chat client
+    (:mod:`proxy.ollama.chat`)."""
+    _facts[client] = ClientFacts(origin or "", max_connections)
     return client
 
 
 def url_origin(client: object) -> str:
-    return _origins.get(client, "")
+    return _facts.get(client, ClientFacts()).origin
 
 
 def pool_limit(client: object) -> int | None:
     """The connection limit ``client`` was opened with (None: not told)."""
-    return _pool_limits.get(client)
+    return _facts.get(client, ClientFacts()).max_connections
 
 
 def open_client(
-    ollama_url: str, *, connect_timeout: float, origin: str | None = None, max_connections: int = 256
+    base_url: str, *, connect_timeout: float = 5.0, origin: str | None = None, max_connections: int | None = None
 ) -> httpx.AsyncClient:
-    """The client for Ollama's admin calls, opened in the ASGI lifespan (``/api/chat`` has
-    its own, :mod:`proxy.ollama.chat`).
+    """The proxy's one httpx client factory: the server's admin client per Ollama host
+    (opened in the ASGI lifespan; ``/api/chat`` has its own, :mod:`proxy.ollama.chat`),
+    the operator commands' short-lived ones, and the launcher's look for a running proxy.
 
-    Only the connect step has an httpx timeout: reads are bounded by the relay, which knows
-    whether it is waiting for the first token (minutes of prefill) or between two chunks.
+    Only the connect step (and the wait for a pooled connection) has an httpx timeout:
+    reads are bounded by the caller — the relay knows whether it is waiting for the first
+    token (minutes of prefill) or between two chunks, a pull streams for minutes, the
+    other calls run under a trio deadline. ``origin``: where the URL came from;
+    ``max_connections``: the pool's limit (None: httpx's default, and not named in the
+    messages).
     """
+    limits = httpx.Limits()
+    if max_connections is not None:
+        # Generous in the server: Claude Code runs side requests and subagents in parallel.
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(32, max_connections))
     client = httpx.AsyncClient(
-        base_url=ollama_url,
+        base_url=base_url,
         timeout=httpx.Timeout(None, connect=connect_timeout, pool=connect_timeout),
-        # Generous by default: Claude Code runs side requests and subagents in parallel.
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(32, max_connections)),
+        limits=limits,
         headers={"user-agent": "claude-code-ollama-proxy"},
         trust_env=False,  # an HTTP(S)_PROXY meant for the internet must not catch localhost
     )
@@ -197,16 +213,3 @@ def transport_error(
     return UpstreamProtocolError(
         f"Ollama at {url} closed the connection before answering ({type(exc).__name__}: {exc or 'no detail'})"
     )
-
-
-async def probe_version(client: httpx.AsyncClient, *, timeout: float = 2.0) -> str | None:
-    """Ollama's version, or None when it does not answer within ``timeout`` seconds."""
-    with trio.move_on_after(timeout):
-        try:
-            response = await client.get("/api/version")
-            if response.status_code == 200:
-                version = response.json().get("version")
-                return version if isinstance(version, str) else "unknown"
-        except (httpx.HTTPError, ValueError, AttributeError):
-            return None
-    return None

@@ -35,7 +35,8 @@ from ..errors import (
 from .admin import InstalledModel, list_models, list_running
 from .chat import OllamaChat, open_chat
 from ..protocol.routing import Host, HostState, HostTable, parse_host_list
-from .client import open_client, probe_version
+from .admin import probe_version
+from .client import open_client
 
 __all__ = ["HostPool", "Route"]
 

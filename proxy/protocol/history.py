@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from .bounded import clip
 
-__all__ = ["pair_tool_results", "sequentialize", "tool_choice_instruction", "emulate_tools", "INTERRUPTED"]
+__all__ = ["pair_tool_results", "sequentialize", "tool_choice_instruction", "emulate_tools", "with_system", "INTERRUPTED"]
 
 log = logging.getLogger("proxy.history")
 
@@ -235,15 +235,13 @@ def emulate_tools(
             out.append({"role": "user", "content": text, **_images_of(message)})
         else:
             out.append(message)
-    out = _join_user_runs(out)
-    add_to_system_prompt(out, description)
-    return out
+    return with_system(_join_user_runs(out), description)
 
 
-def add_to_system_prompt(messages: list[dict[str, Any]], text: str) -> None:
-    """Append ``text`` to the Ollama messages' system prompt (a paragraph of its own), or
-    start one with it. Replaces the first message rather than changing it: it may be shared."""
+def with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """``messages`` with ``text`` at the end of the system prompt: appended to a leading
+    system message after a blank line, else as a new one in front. ``messages`` is not
+    changed."""
     if messages and messages[0]["role"] == "system":
-        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}
-    else:
-        messages.insert(0, {"role": "system", "content": text})
+        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]

@@ -23,10 +23,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from ..errors import ProxyError
+from ..errors import LifecycleError, ProxyError
 from .plan import Fallback
 
-__all__ = ["Phase", "TRANSITIONS", "Lifecycle", "LifecycleError", "Outcome"]
+__all__ = ["Phase", "TRANSITIONS", "Lifecycle", "Outcome"]
 
 
 class Phase(enum.Enum):
@@ -62,10 +62,6 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.CANCELLED: frozenset(),
     Phase.CUT: frozenset(),
 }
-
-
-class LifecycleError(Exception):
-    """A transition the table does not allow: a bug of the proxy's, never the client's."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

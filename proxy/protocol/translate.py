@@ -27,9 +27,7 @@ from typing import Any
 from ..errors import RequestError
 from .bounded import clip
 from .known_tools import KnownTools
-from .history import (
-    CallWriter, add_to_system_prompt, emulate_tools, pair_tool_results, sequentialize, tool_choice_instruction,
-)
+from .history import CallWriter, emulate_tools, pair_tool_results, sequentialize, tool_choice_instruction, with_system
 from .thinking import decide_think
 
 __all__ = ["validate_request", "validate_count_request", "translate_request", "encode_ollama_body", "TranslatedRequest", "BILLING_HEADER_PREFIX"]
@@ -555,7 +553,7 @@ def translate_request(
     messages = translate_messages({**body, "messages": history})
     instruction = tool_choice_instruction(body) if functions else None
     if instruction:
-        add_to_system_prompt(messages, instruction)
+        messages = with_system(messages, instruction)
     if functions and not native_tools:
         messages = emulate_tools(messages, functions, call_dialect)
     ollama: dict[str, Any] = {

@@ -22,11 +22,11 @@ import httpx
 import trio
 
 from .. import __version__
-from .asgi import ClientDisconnected, Receive, Scope, Send, header, read_body, send_error, send_json, send_response
+from .asgi import Receive, Scope, Send, header, read_body, send_error, send_json, send_response
 from ..live.broadcast import Broadcast
 from ..ollama.capabilities import CapabilityCache
-from ..config import ConfigError, Settings, describe_source, is_loopback_host, load_settings
-from ..errors import AuthenticationError, Forbidden, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
+from ..config import Settings, describe_source, is_loopback_host, load_settings
+from ..errors import AuthenticationError, ClientDisconnected, ConfigError, Forbidden, MethodNotAllowed, NotFound, ProxyError, RequestError, UpstreamTimeout
 from .events_socket import reject_handshake, serve_events
 from ..ollama.hosts import HostPool
 from ..live.requests import LiveRequests

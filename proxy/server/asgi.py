@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 import trio
 
-from ..errors import ProxyError, RequestTimeout, RequestTooLarge
+from ..errors import ClientDisconnected, ProxyError, RequestTimeout, RequestTooLarge
 from ..protocol.bounded import utf8
 
 __all__ = ["Scope", "Receive", "Send", "read_body", "send_response", "send_json", "send_error", "header"]
@@ -16,10 +16,6 @@ __all__ = ["Scope", "Receive", "Send", "read_body", "send_response", "send_json"
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class ClientDisconnected(Exception):
-    """The client went away while we were still reading its request."""
 
 
 def header(scope: Scope, name: bytes) -> str | None:

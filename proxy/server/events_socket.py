@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from .asgi import Receive, Scope, Send
-from ..live.broadcast import FeedClosed
+from ..errors import FeedClosed
 from ..errors import ProxyError
 from ..live.requests import LiveRequests
 from ..protocol.bounded import utf8, valid_text

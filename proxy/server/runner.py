@@ -13,7 +13,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIFramework
 
-from ..config import Settings
+from ..config import Settings, host_port
 from .app import ProxyApp
 
 __all__ = ["serve", "hypercorn_config", "wait_for_signal", "first_signal"]
@@ -25,8 +25,7 @@ LISTEN_BACKLOG = 1024
 
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
-    host = settings.host
-    config.bind = [f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"]
+    config.bind = [host_port(settings.host, settings.port)]
     # On shutdown Hypercorn stops accepting, gives in-flight streams this long, then
     # cancels them (which closes their Ollama connections).
     config.graceful_timeout = settings.graceful_timeout

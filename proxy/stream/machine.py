@@ -29,6 +29,7 @@ import enum
 import json
 from typing import Any
 
+from ..errors import MachineError
 from .events import (
     ContentBlockDelta,
     ContentBlockStart,
@@ -40,7 +41,7 @@ from .events import (
     MessageStop,
 )
 
-__all__ = ["State", "Input", "TRANSITIONS", "ContentBlockMachine", "MachineError", "THINKING_SIGNATURE"]
+__all__ = ["State", "Input", "TRANSITIONS", "ContentBlockMachine", "THINKING_SIGNATURE"]
 
 
 class State(enum.Enum):
@@ -87,10 +88,6 @@ del S, I
 
 #: Claude Code drops a thinking block without a signature; ours means nothing to anyone.
 THINKING_SIGNATURE = "ollama-local-thinking"
-
-
-class MachineError(Exception):
-    """An input the machine does not allow in its current state."""
 
 
 class ContentBlockMachine:

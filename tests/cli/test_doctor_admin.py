@@ -13,7 +13,9 @@ from proxy.cli import admin as admin_commands
 from proxy.config import describe_source, load_settings
 from proxy.cli.doctor import Check, Facts, Verdict, evaluate, exit_code, model_roles, render_table
 from proxy.errors import ProxyError
-from proxy.ollama.admin import PullProgress, canonical_name, parse_version, pull_model, settle_container_default
+from proxy.ollama.admin import (
+    PullProgress, canonical_name, list_models, list_running, parse_version, pull_model, settle_container_default,
+)
 from tests.fake_ollama import Model
 
 CLAUDE = lambda name: "/usr/local/bin/claude"  # noqa: E731 - `which` stand-ins
@@ -321,3 +323,26 @@ async def test_a_resolving_container_default_and_any_configured_url_are_left_alo
         assert await settle_container_default(resolving, loopback=fake_ollama.url) is resolving
         configured = settings_for("http://host.docker.invalid:11434")  # from --ollama-url: never replaced
         assert await settle_container_default(configured, loopback=fake_ollama.url) is configured
+
+
+@pytest.mark.parametrize("answer", [{"models": None}, {"other": []}, [1, 2]])
+async def test_a_models_list_that_is_not_a_list_is_said_so_for_tags_and_ps(answer):
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    async with httpx.AsyncClient(base_url="http://ollama", transport=httpx.MockTransport(handler)) as client:
+        with trio.fail_after(5):
+            with pytest.raises(ProxyError, match=r"^Ollama's /api/tags answer has no models list$"):
+                await list_models(client)
+            with pytest.raises(ProxyError, match=r"^Ollama's /api/ps answer has no models list$"):
+                await list_running(client)
+
+
+async def test_entries_that_are_not_objects_are_skipped_in_tags_and_ps():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"models": ["junk", 3, {"name": "qwen3:8b", "size": 5}, {"model": "gemma3:4b"}]})
+
+    async with httpx.AsyncClient(base_url="http://ollama", transport=httpx.MockTransport(handler)) as client:
+        with trio.fail_after(5):
+            assert [(m.name, m.size) for m in await list_models(client)] == [("qwen3:8b", 5), ("gemma3:4b", 0)]
+            assert await list_running(client) == ["qwen3:8b", "gemma3:4b"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from proxy.live.broadcast import Broadcast, FeedClosed
+from proxy.errors import FeedClosed
+from proxy.live.broadcast import Broadcast
 
 
 def clock() -> float:

@@ -12,7 +12,8 @@ import httpx
 import pytest
 import trio
 
-from proxy.live.tail import TailRefused, events_url, format_event, tail
+from proxy.errors import TailRefused
+from proxy.live.tail import events_url, format_event, tail
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]}

@@ -518,7 +518,8 @@ async def test_the_dashboard_shows_the_hosts_and_each_requests_host(nursery, sta
     proxy = await start_proxy(ollama_url=[a.url, b.url], host_poll_interval=0.5)
     with trio.fail_after(30):
         page = await open_dashboard(browser, proxy)
-        assert await page.evaluate("document.getElementById('hosts').hidden") is False
+        # "live" comes before the first render: wait for it rather than look once
+        await page.wait_for("document.getElementById('hosts').hidden === false")
         async with httpx.AsyncClient(timeout=10) as client:
             response = await client.post(
                 proxy.url + "/v1/messages", json={"model": "gemma3:4b", "max_tokens": 8, "messages": USER}

@@ -18,7 +18,8 @@ import trio
 from proxy.server import relay
 from proxy.ollama.chat import ChunkedBody, OllamaChat, _Connection
 from tests.fake_ollama import Await, Burst, Chunk, Reset, Sleep, Stall, Status, text_stream
-from tests.server.test_lifecycle import BODY, live_request_tasks, sse_events, wait_until
+from tests.conftest import no_task_left, proxy_tasks
+from tests.server.test_lifecycle import BODY, sse_events
 
 CHAT = json.dumps({"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}]}).encode()
 
@@ -221,10 +222,10 @@ def writes(monkeypatch) -> list[int]:
 
 
 async def stream_text(proxy) -> str:
-    with trio.fail_after(10):
+    with trio.fail_after(10), proxy_tasks() as tasks:
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             response = await client.post("/v1/messages", json=BODY)
-        await wait_until(lambda: not live_request_tasks())
+        await no_task_left(tasks)
     return "".join(d["delta"]["text"] for n, d in sse_events(response.content) if n == "content_block_delta")
 
 

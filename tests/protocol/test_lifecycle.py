@@ -9,7 +9,8 @@ import itertools
 import pytest
 
 from proxy.errors import ShuttingDown, UpstreamError
-from proxy.protocol.lifecycle import TRANSITIONS, Lifecycle, LifecycleError, Outcome, Phase
+from proxy.errors import LifecycleError
+from proxy.protocol.lifecycle import TRANSITIONS, Lifecycle, Outcome, Phase
 from proxy.protocol.plan import Fallback
 
 LEGAL = [(a, b) for a, targets in TRANSITIONS.items() for b in targets]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import ConfigError, load_settings, ollama_url_from_host
+from proxy.config import host_port, load_settings, local_url, ollama_url_from_host
+from proxy.errors import ConfigError
 from proxy.protocol.models import resolve_model
 
 DEFAULT = "qwen3:8b"
@@ -230,3 +231,19 @@ def test_config_file_that_is_not_an_object(in_tmp):
 def test_missing_explicit_config_file(in_tmp):
     with pytest.raises(ConfigError, match="nowhere.json: cannot read config file"):
         load_settings(environ={"PROXY_CONFIG": str(in_tmp / "nowhere.json")})
+
+
+@pytest.mark.parametrize("host, port, bind, url", [
+    ("127.0.0.1", 3000, "127.0.0.1:3000", "http://127.0.0.1:3000"),
+    ("0.0.0.0", 3000, "0.0.0.0:3000", "http://127.0.0.1:3000"),
+    ("", 3000, ":3000", "http://127.0.0.1:3000"),
+    ("::", 8082, "[::]:8082", "http://[::1]:8082"),
+    ("[::]", 8082, "[::]:8082", "http://[::1]:8082"),
+    ("::1", 8082, "[::1]:8082", "http://[::1]:8082"),
+    ("[::1]", 8082, "[::1]:8082", "http://[::1]:8082"),
+    ("gpu-box.lan", 80, "gpu-box.lan:80", "http://gpu-box.lan:80"),
+])
+def test_one_host_to_url_rule_for_the_server_the_launcher_and_tail(host, port, bind, url):
+    """Hypercorn binds ``host_port``; ``tail`` and the launcher reach ``local_url``."""
+    assert host_port(host, port) == bind
+    assert local_url(host, port) == url

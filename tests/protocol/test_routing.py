@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from proxy.config import ConfigError, load_settings
+from proxy.config import load_settings
+from proxy.errors import ConfigError
 from proxy.protocol.routing import (
     BACKOFF_MAX,
     HostSpec,

@@ -14,26 +14,11 @@ import httpx
 import pytest
 import trio
 
+from tests.conftest import no_task_left, proxy_tasks
 from tests.fake_ollama import Chunk, Close, Line, Raw, Reset, Sleep, Stall, Status, text_stream
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]}
-REQUEST_TASKS = {"serve_messages", "watch_disconnect", "keep_alive", "relay_upstream"}
-
-
-def live_request_tasks() -> list[str]:
-    """Names of the proxy's per-request tasks still alive anywhere in this trio run."""
-    found: list[str] = []
-
-    def walk(task: trio.lowlevel.Task) -> None:
-        if task.name.rsplit(".", 1)[-1] in REQUEST_TASKS or task.coro.cr_code.co_name in REQUEST_TASKS:
-            found.append(task.name)
-        for nursery in task.child_nurseries:
-            for child in nursery.child_tasks:
-                walk(child)
-
-    walk(trio.lowlevel.current_root_task())
-    return found
 
 
 async def wait_until(predicate, *, timeout: float = 5.0) -> None:
@@ -91,7 +76,7 @@ async def test_client_disconnect_closes_the_ollama_connection(
             await read_until(response, hang_up_after)
         # leaving the block closes the client's connection: Esc in Claude Code
 
-    with trio.fail_after(10):
+    with trio.fail_after(10), proxy_tasks() as tasks:
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             if hang_up_after is None:  # no response head yet: cancel the waiting request
                 async with trio.open_nursery() as nursery:
@@ -101,7 +86,7 @@ async def test_client_disconnect_closes_the_ollama_connection(
             else:
                 await request_then_hang_up(client)
         await fake_ollama.wait_disconnected(1)
-        await wait_until(lambda: fake_ollama.active_chats == 0 and not live_request_tasks())
+        await no_task_left(tasks, also=lambda: fake_ollama.active_chats == 0)
     assert len(fake_ollama.disconnects) == 1
     cancels = [r.getMessage() for r in caplog.records if "cancelled by the client" in r.getMessage()]
     assert len(cancels) == 1  # one line, with the request id, the phase and the tokens so far
@@ -111,31 +96,32 @@ async def test_client_disconnect_closes_the_ollama_connection(
 async def test_disconnect_during_the_final_chunk_leaves_nothing_behind(fake_ollama, proxy):
     # Ollama sends its final chunk but keeps the connection open: the proxy must not wait on it.
     fake_ollama.script_chat([Chunk(content="all"), Chunk(done=True, done_reason="stop", eval_count=1), Stall()])
-    with trio.fail_after(10):
+    with trio.fail_after(10), proxy_tasks() as tasks:
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             async with client.stream("POST", "/v1/messages", json=BODY) as response:
                 raw = await read_until(response, b"message_stop")
         await fake_ollama.wait_disconnected(1)
-        await wait_until(lambda: fake_ollama.active_chats == 0 and not live_request_tasks())
+        await no_task_left(tasks, also=lambda: fake_ollama.active_chats == 0)
     assert [name for name, _ in sse_events(raw)][-1] == "message_stop"
 
 
 async def test_the_client_gets_its_whole_answer_before_ollamas_body_is_drained(fake_ollama, proxy):
     # Ollama keeps its body open after the final chunk. The proxy ends the client's response
     # first and only then waits (briefly) for the rest of Ollama's body.
-    for stream in (True, False):
-        fake_ollama.script_chat([Chunk(content="all"), Chunk(done=True, done_reason="stop", eval_count=1), Stall()])
-        with trio.fail_after(10):
-            async with httpx.AsyncClient(base_url=proxy.url) as client:
-                response = await client.post("/v1/messages", json={**BODY, "stream": stream})
-            # the response is whole, while the proxy still holds Ollama's connection
-            assert len(fake_ollama.disconnects) == (0 if stream else 1)
-            await fake_ollama.wait_disconnected(1 if stream else 2)
-        if stream:
-            assert [name for name, _ in sse_events(response.content)][-1] == "message_stop"
-        else:
-            assert response.json()["content"][0]["text"] == "all"
-    await wait_until(lambda: not live_request_tasks())
+    with proxy_tasks() as tasks:
+        for stream in (True, False):
+            fake_ollama.script_chat([Chunk(content="all"), Chunk(done=True, done_reason="stop", eval_count=1), Stall()])
+            with trio.fail_after(10):
+                async with httpx.AsyncClient(base_url=proxy.url) as client:
+                    response = await client.post("/v1/messages", json={**BODY, "stream": stream})
+                # the response is whole, while the proxy still holds Ollama's connection
+                assert len(fake_ollama.disconnects) == (0 if stream else 1)
+                await fake_ollama.wait_disconnected(1 if stream else 2)
+            if stream:
+                assert [name for name, _ in sse_events(response.content)][-1] == "message_stop"
+            else:
+                assert response.json()["content"][0]["text"] == "all"
+        await no_task_left(tasks)
 
 
 async def test_answers_one_after_another_reuse_one_ollama_connection(fake_ollama, proxy):
@@ -154,20 +140,20 @@ async def test_answers_one_after_another_reuse_one_ollama_connection(fake_ollama
 async def test_many_cancels_leave_no_task_and_no_connection(fake_ollama, start_proxy):
     proxy = await start_proxy(commit_grace=0.05)
     rounds = 12
-    with trio.fail_after(20):
+    with trio.fail_after(20), proxy_tasks() as tasks:
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             for i in range(rounds):
                 fake_ollama.script_chat([Chunk(content=f"r{i} "), Stall()])
                 async with client.stream("POST", "/v1/messages", json=BODY) as response:
                     await read_until(response, f"r{i}".encode())
         await fake_ollama.wait_disconnected(rounds)
-        await wait_until(lambda: fake_ollama.active_chats == 0 and not live_request_tasks())
+        await no_task_left(tasks, also=lambda: fake_ollama.active_chats == 0)
     assert len(fake_ollama.disconnects) == rounds
 
 
 async def test_non_streaming_disconnect_also_stops_ollama(fake_ollama, proxy):
     fake_ollama.script_chat([Chunk(content="thinking hard"), Stall()])
-    with trio.fail_after(10):
+    with trio.fail_after(10), proxy_tasks() as tasks:
         async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as client:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(functools.partial(client.post, "/v1/messages", json={**BODY, "stream": False}))
@@ -175,7 +161,62 @@ async def test_non_streaming_disconnect_also_stops_ollama(fake_ollama, proxy):
                 await trio.sleep(0.1)
                 nursery.cancel_scope.cancel()
         await fake_ollama.wait_disconnected(1)
-        await wait_until(lambda: not live_request_tasks())
+        await no_task_left(tasks)
+
+
+# -- the task check itself: it sees the request's tasks, and a leak ----------------------
+
+
+async def test_the_task_check_sees_a_requests_tasks_while_it_runs(fake_ollama, proxy):
+    fake_ollama.script_chat([Chunk(content="one "), Stall()])
+    with trio.fail_after(10), proxy_tasks() as tasks:
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            async with client.stream("POST", "/v1/messages", json=BODY) as response:
+                await read_until(response, b"one")
+                during = tasks.names()
+        await no_task_left(tasks, also=lambda: fake_ollama.active_chats == 0)
+    # Hypercorn's connection and the request's own nursery (its disconnect watcher, …)
+    assert len(during) >= 2, during
+    assert any(name.startswith("proxy.") for name in during), during
+    assert tasks.names() == []
+
+
+@pytest.mark.parametrize("leak", [None, "system task", "long-lived nursery"])
+@pytest.mark.parametrize("ending", ["answered", "cancelled"])
+async def test_the_task_check_fails_when_a_request_leaks_a_task(fake_ollama, proxy, nursery, monkeypatch, leak, ending):
+    """A handler that leaves a task behind (here on purpose, wrapping the app) fails the
+    check that every lifecycle test (and the server fuzz test) ends with; an answered or a
+    cancelled request that leaks nothing passes it."""
+    from proxy.server.app import ProxyApp
+
+    release = trio.Event()
+    original = ProxyApp.__call__
+
+    async def leaked_task() -> None:
+        await release.wait()
+
+    async def leaky(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/messages":
+            if leak == "system task":
+                trio.lowlevel.spawn_system_task(leaked_task)
+            elif leak == "long-lived nursery":
+                nursery.start_soon(leaked_task)
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(ProxyApp, "__call__", leaky)
+    fake_ollama.script_chat([Chunk(content="one "), Stall()] if ending == "cancelled" else text_stream("done"))
+    with trio.fail_after(10), proxy_tasks() as tasks:
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            async with client.stream("POST", "/v1/messages", json=BODY) as response:
+                await read_until(response, b"one" if ending == "cancelled" else b"message_stop")
+        if leak is None:
+            await no_task_left(tasks, also=lambda: fake_ollama.active_chats == 0)
+        else:
+            with pytest.raises(AssertionError, match=r"still alive .*leaked_task"):
+                await no_task_left(tasks, timeout=0.5, also=lambda: fake_ollama.active_chats == 0)
+            assert [name.rsplit(".", 1)[-1] for name in tasks.names()] == ["leaked_task"]
+            release.set()  # the leaked task ends: the check passes again
+            await no_task_left(tasks)
 
 
 # -- commit and keepalive ------------------------------------------------------------
@@ -322,7 +363,7 @@ async def test_shutdown_lets_streams_finish_then_cancels_the_rest(fake_ollama, s
         except httpx.RemoteProtocolError:
             pass  # the server cut the stream at the end of the grace period
 
-    with trio.fail_after(60):
+    with trio.fail_after(60), proxy_tasks() as tasks:
         async with httpx.AsyncClient(base_url=proxy.url, timeout=None) as quick, \
                 httpx.AsyncClient(base_url=proxy.url, timeout=None) as slow:
             async with trio.open_nursery() as nursery:
@@ -332,7 +373,7 @@ async def test_shutdown_lets_streams_finish_then_cancels_the_rest(fake_ollama, s
                 await wait_until(lambda: fake_ollama.active_chats == 2)
                 stop.set()
         await fake_ollama.wait_disconnected(1)
-        await wait_until(lambda: fake_ollama.active_chats == 0 and not live_request_tasks())
+        await no_task_left(tasks, also=lambda: fake_ollama.active_chats == 0)
     assert [n for n, _ in sse_events(results["quick"])][-1] == "message_stop"
     assert b"message_stop" not in results["slow"]
     with pytest.raises(httpx.ConnectError):

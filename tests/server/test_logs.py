@@ -15,7 +15,7 @@ import httpx
 import pytest
 import trio
 
-from proxy.config import ConfigError
+from proxy.errors import ConfigError
 from proxy.logs import (
     OTelJSONFormatter,
     configure_logging,

@@ -16,8 +16,9 @@ from anthropic.lib.streaming._messages import accumulate_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.errors import MachineError
 from proxy.stream.events import Event
-from proxy.stream.machine import ContentBlockMachine, Input, MachineError, State
+from proxy.stream.machine import ContentBlockMachine, Input, State
 
 MESSAGE_ID = "msg_0123"
 MODEL = "claude-sonnet-4-5"
