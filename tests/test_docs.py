@@ -98,3 +98,27 @@ def test_make_targets_in_the_docs_exist():
     for doc in DOCS:
         for target in re.findall(r"`make ([a-z]+)", (ROOT / doc).read_text(encoding="utf-8")):
             assert target in targets, f"{doc} mentions make {target}"
+
+
+def architecture_table() -> dict[str, set[str]]:
+    """docs/ARCHITECTURE.md's package table: package folder → the modules its row names."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    table: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) >= 2 and (m := re.fullmatch(r"`(\w+/)`|(shared)", cells[0])):
+            table[m.group(1) or ""] = set(re.findall(r"`([\w.]+/?)`", cells[1]))
+    return table
+
+
+def test_the_architecture_table_names_every_module_and_only_those():
+    table = architecture_table()
+    assert set(table) >= {"protocol/", "stream/", "ollama/", "live/", "server/", "cli/", ""}
+    proxy = ROOT / "proxy"
+    for folder, named in table.items():
+        here = proxy / folder
+        present = {p.name for p in here.iterdir() if p.suffix in (".py", ".html") and p.name not in ("__init__.py", "__main__.py")}
+        present |= {p.name + "/" for p in here.iterdir() if (p / "__init__.py").exists()} if folder else set()
+        if not folder:  # the shared row: the modules at the top of proxy/ (app.py is drawn in the tree)
+            present -= {"app.py"}
+        assert named == present, f"docs/ARCHITECTURE.md's row for proxy/{folder}: {sorted(named ^ present)}"
