@@ -46,8 +46,8 @@ def load_results(root: Path) -> dict[str, dict[str, int | None]]:
     """``{module: {mutant name: exit code}}`` for every core module mutmut has results for."""
     results = {}
     for package in CORE:
-        for meta in sorted((root / "mutants" / package).glob("*.py.meta")):
-            source = Path(package) / meta.name.removesuffix(".meta")
+        for meta in sorted((root / "mutants" / package).rglob("*.py.meta")):  # dialects/ too
+            source = meta.relative_to(root / "mutants").with_name(meta.name.removesuffix(".meta"))
             codes = json.loads(meta.read_text())["exit_code_by_key"]
             if codes:
                 results[module_name(source)] = codes
