@@ -3,24 +3,29 @@
 Reads the verdicts mutmut left in ``mutants/<path>.meta`` (one JSON file per module) and
 the accepted equivalent mutants listed in docs/TESTING.md, and rewrites the block between
 ``<!-- mutation-table:begin -->`` and ``<!-- mutation-table:end -->``: one row per module,
-then every surviving mutant by name (``mutants/.venv/bin/mutmut show NAME`` prints its diff).
+then every surviving mutant by name (``make mutate-show NAME=...`` prints its diff).
+Every module of the core gets a row: one whose mutants were never run says "not run".
 
 An accepted equivalent is a line ``- `NAME` — `MUTATED LINE` — why`` in the
-"Accepted equivalent mutants" section. It leaves the score's denominator only while mutmut
-still shows that mutated line for that name: when the code moves and the number now names
-another mutant, the entry is reported as stale and the mutant counts as a survivor again.
+"Accepted equivalent mutants" section. It leaves the score's denominator only while that
+mutant still mutates that line (read from the trampolined copy in ``mutants/``, the same
+``+`` lines ``mutmut show NAME`` prints): when the code moves and the number now names
+another mutant, or no longer exists, the entry is listed as stale under the table and the
+mutant counts as a survivor again.
 
-    python scripts/mutation_report.py [--mutmut PATH] [--min-score 90]
+    python scripts/mutation_report.py [--min-score 90]
 
-Exit 0 when every module that has results reaches ``--min-score``, 1 otherwise.
+Exit 0 when every module of the core was run and reaches ``--min-score`` and no accepted
+equivalent is stale; 1 otherwise (the table is written either way).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,7 +36,8 @@ BEGIN, END = "<!-- mutation-table:begin -->", "<!-- mutation-table:end -->"
 ACCEPTED_HEADING = "## Accepted equivalent mutants"
 ACCEPTED_LINE = re.compile(r"^- `(?P<name>[^`]+)` — `(?P<line>[^`]*)` — (?P<why>.+)$")
 
-# mutmut's exit codes (mutmut/stats.py): a failing test run or a timeout is a kill.
+# mutmut's exit codes (mutmut/stats.py): a failing test run or a timeout is a kill. (37,
+# "caught by type check", is not counted as a kill: no type_check_command is configured.)
 KILLED = {1, 3}
 TIMEOUT = {36, -24, 24, 152, 255}
 SURVIVED = {0}
@@ -43,14 +49,22 @@ def module_name(path: Path) -> str:
 
 
 def load_results(root: Path) -> dict[str, dict[str, int | None]]:
-    """``{module: {mutant name: exit code}}`` for every core module mutmut has results for."""
-    results = {}
+    """``{module: {mutant name: exit code}}`` for every module of the core, sub-packages too.
+
+    A module with a ``.meta`` file but no mutants (an ``__init__`` that only re-exports) is
+    left out; a module without a ``.meta`` file (mutmut never reached it) maps to ``{}``.
+    """
+    results: dict[str, dict[str, int | None]] = {}
     for package in CORE:
-        for meta in sorted((root / "mutants" / package).rglob("*.py.meta")):  # dialects/ too
-            source = meta.relative_to(root / "mutants").with_name(meta.name.removesuffix(".meta"))
+        for source in sorted((root / package).rglob("*.py")):  # stream/dialects/ too
+            relative = source.relative_to(root)
+            meta = root / "mutants" / relative.with_name(relative.name + ".meta")
+            if not meta.exists():
+                results[module_name(relative)] = {}
+                continue
             codes = json.loads(meta.read_text())["exit_code_by_key"]
             if codes:
-                results[module_name(source)] = codes
+                results[module_name(relative)] = codes
     return results
 
 
@@ -65,13 +79,48 @@ def accepted_equivalents(doc: str) -> dict[str, tuple[str, str]]:
     return accepted
 
 
-def mutated_lines(mutmut: str, name: str) -> list[str]:
-    """The ``+`` lines of ``mutmut show NAME`` (the mutated code), stripped."""
-    shown = subprocess.run([mutmut, "show", name], cwd=REPO, capture_output=True, text=True, check=False)
-    return [line[1:].strip() for line in shown.stdout.splitlines() if line.startswith("+") and not line.startswith("+++")]
+class MutatedSource:
+    """The mutated lines of a mutant, read from the trampolined copy of its module in ``mutants/``.
+
+    mutmut writes every mutant of a function next to an unmutated copy
+    (``x_name__mutmut_orig``, ``x_name__mutmut_3``; methods as ``xǁClassǁname__...``). The
+    ``+`` lines of a diff between the two are what ``mutmut show NAME`` prints; reading them
+    here parses each module once instead of starting mutmut once per accepted equivalent.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._functions: dict[str, dict[str, str]] = {}
+
+    def _module(self, module: str) -> dict[str, str]:
+        if module not in self._functions:
+            path = self.root / "mutants" / Path(*module.split(".")).with_suffix(".py")
+            source = path.read_text() if path.exists() else ""
+            lines = source.splitlines()
+            functions: dict[str, str] = {}
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.FunctionDef) and "__mutmut_" in node.name and node.end_lineno:
+                    functions[node.name] = "\n".join(lines[node.lineno - 1:node.end_lineno])
+            self._functions[module] = functions
+        return self._functions[module]
+
+    def lines(self, module: str, name: str) -> list[str]:
+        """The ``+`` lines of mutant ``name`` (``module.function__mutmut_N``), stripped."""
+        mutant = name.removeprefix(module + ".")
+        functions = self._module(module)
+        original = functions.get(mutant.rpartition("__mutmut_")[0] + "__mutmut_orig")
+        mutated = functions.get(mutant)
+        if original is None or mutated is None:
+            return []
+        # Both copies named alike, as mutmut show does, so the def line is no difference.
+        mutated = mutated.replace(mutant, mutant.rpartition("__mutmut_")[0] + "__mutmut_orig", 1)
+        diff = difflib.unified_diff(original.splitlines(), mutated.splitlines(), lineterm="")
+        return [line[1:].strip() for line in diff if line.startswith("+") and not line.startswith("+++")]
 
 
-def table(results: dict[str, dict[str, int | None]], equivalent: set[str], min_score: float) -> tuple[str, bool]:
+def table(
+    results: dict[str, dict[str, int | None]], equivalent: set[str], stale: list[str], min_score: float
+) -> tuple[str, bool]:
     rows = ["| module | mutants | killed | timeout | survived | no tests | not run | equivalent | score |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     survivors: list[str] = []
@@ -90,6 +139,10 @@ def table(results: dict[str, dict[str, int | None]], equivalent: set[str], min_s
             else:
                 counts["survived" if code in SURVIVED else "no tests" if code in NO_TESTS else "other"] += 1
                 survivors.append(name)
+        if not codes:  # no mutants generated: mutmut never reached this module
+            ok = False
+            rows.append(f"| `{module}` | ? | | | | | | | not run |")
+            continue
         judged = len(codes) - counts["equivalent"] - counts["not run"]
         score = 100.0 * (counts["killed"] + counts["timeout"]) / judged if judged else 0.0
         if counts["not run"] or score < min_score:
@@ -105,40 +158,50 @@ def table(results: dict[str, dict[str, int | None]], equivalent: set[str], min_s
         text += "\n".join(f"- `{name}`" for name in sorted(survivors))
     else:
         text += "\n\nNo surviving mutants."
+    if stale:
+        ok = False
+        text += ("\n\nStale accepted equivalents (the name no longer mutates the line given; "
+                 "the mutant counts as a survivor until the entry is checked and fixed):\n\n")
+        text += "\n".join(f"- `{name}`" for name in sorted(stale))
     return text, ok
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mutmut", default=str(REPO / ".cache" / "mutate" / "bin" / "mutmut"))
+    parser.add_argument("--mutmut", help="ignored (kept for old command lines): mutants/ is read directly")
     parser.add_argument("--min-score", type=float, default=90.0)
     args = parser.parse_args()
 
     results = load_results(REPO)
-    if not results:
+    if not any(results.values()):
         print("no mutation results under mutants/: run `make mutate` first", file=sys.stderr)
         return 1
     doc = DOC.read_text()
     accepted = accepted_equivalents(doc)
-    all_names = {name for codes in results.values() for name in codes}
-    equivalent = set()
+    module_of = {name: module for module, codes in results.items() for name in codes}
+    source = MutatedSource(REPO)
+    equivalent, stale = set(), []
     for name, (line, _why) in accepted.items():
-        if name not in all_names:
-            continue  # a module not mutated in this run
-        if line.strip() in mutated_lines(args.mutmut, name):
+        module = module_of.get(name) or next(
+            (m for m in results if name.startswith(m + ".") and results[m]), None)
+        if module is None:
+            continue  # a module without results: nothing to check against
+        if name in module_of and line.strip() in source.lines(module, name):
             equivalent.add(name)
         else:
+            stale.append(name)
             print(f"stale equivalent: {name} no longer mutates `{line}`; check it and update docs/TESTING.md",
                   file=sys.stderr)
 
-    text, ok = table(results, equivalent, args.min_score)
+    text, ok = table(results, equivalent, stale, args.min_score)
     head, _, rest = doc.partition(BEGIN)
     _, _, tail = rest.partition(END)
     DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
     print(text)
     print(f"\nwritten to {DOC.relative_to(REPO)}", file=sys.stderr)
     if not ok:
-        print(f"a module is below {args.min_score:.0f} % (or has mutants not run)", file=sys.stderr)
+        print(f"a module is below {args.min_score:.0f} %, has mutants not run, or an accepted equivalent is stale",
+              file=sys.stderr)
     return 0 if ok else 1
 
 
