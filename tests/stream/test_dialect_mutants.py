@@ -515,3 +515,22 @@ def test_a_fenced_block_of_calls_in_another_dialect_is_read_by_that_dialect():
     # while the fence is open, a body that cannot be a call is released before the fence closes
     assert released('```json\n{"name": "Nope"', fenced) == '```json\n{"name": "Nope"'
     assert released('```json\n{"name": "Bash", "arguments": {}}\n``', fenced) == ""
+
+
+@pytest.mark.parametrize(("name", "prefix", "held_up_to"), [
+    ("mistral", "[TOOL_CALLS]Bash[CALL_ID]", 55),  # a call id of up to 55 characters may still lead to [ARGS]
+    ("harmony", "<|channel|>", 189),  # a header of up to 200 characters may still reach <|message|>
+])
+def test_a_marker_whose_header_runs_too_long_is_released_as_text(name, prefix, held_up_to):
+    for n in (held_up_to - 1, held_up_to):
+        assert released(prefix + "a" * n, (BY_NAME[name],)) == ""
+    text = prefix + "a" * (held_up_to + 1)
+    assert released(text, (BY_NAME[name],)) == text
+
+
+def test_an_open_fence_is_judged_on_its_first_512_characters_then_held_to_its_end():
+    fenced = (BY_NAME["fenced"],)
+    text = "```json\n" + "h" * 512
+    assert released(text, fenced) == text  # not a call: the client has it at once
+    assert released(text + "h", fenced) == ""  # past the judged start: held until the fence closes
+    assert run(text + "h\n``` ok", fenced) == [("text", text + "h\n``` ok")]
