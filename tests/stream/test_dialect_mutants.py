@@ -534,3 +534,91 @@ def test_an_open_fence_is_judged_on_its_first_512_characters_then_held_to_its_en
     assert released(text, fenced) == text  # not a call: the client has it at once
     assert released(text + "h", fenced) == ""  # past the judged start: held until the fence closes
     assert run(text + "h\n``` ok", fenced) == [("text", text + "h\n``` ok")]
+
+
+# -- the format an emulated model is told to print (what Ollama receives in the prompt) ----------
+
+WRITTEN = [
+    ('hermes', '<tool_call>{"name": "Edit", "arguments": {"file_path": "ü.txt", "n": [1, true], "x": null}}</tool_call>'),
+    ('qwen3_coder', '<tool_call>\n<function=Edit>\n<parameter=file_path>\nü.txt\n</parameter>\n<parameter=n>\n[1, true]\n</parameter>\n<parameter=x>\nnull\n</parameter>\n</function>\n</tool_call>'),
+    ('glm', '<tool_call>Edit\n<arg_key>file_path</arg_key>\n<arg_value>ü.txt</arg_value>\n<arg_key>n</arg_key>\n<arg_value>[1, true]</arg_value>\n<arg_key>x</arg_key>\n<arg_value>null</arg_value>\n</tool_call>'),
+    ('llama3', '<|python_tag|>{"name": "Edit", "parameters": {"file_path": "ü.txt", "n": [1, true], "x": null}}'),
+    ('mistral', '[TOOL_CALLS][{"name": "Edit", "arguments": {"file_path": "ü.txt", "n": [1, true], "x": null}}]'),
+    ('mistral_args', '[TOOL_CALLS]Edit[ARGS]{"file_path": "ü.txt", "n": [1, true], "x": null}'),
+    ('deepseek', '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>Edit<｜tool▁sep｜>{"file_path": "ü.txt", "n": [1, true], "x": null}<｜tool▁call▁end｜><｜tool▁calls▁end｜>'),
+    ('harmony', '<|channel|>commentary to=functions.Edit <|constrain|>json<|message|>{"file_path": "ü.txt", "n": [1, true], "x": null}<|call|>'),
+    ('granite', '<|tool_call|>[{"name": "Edit", "arguments": {"file_path": "ü.txt", "n": [1, true], "x": null}}]'),
+    ('functools', 'functools[{"name": "Edit", "arguments": {"file_path": "ü.txt", "n": [1, true], "x": null}}]'),
+    ('kimi', '<|tool_calls_section_begin|><|tool_call_begin|>functions.Edit:0<|tool_call_argument_begin|>{"file_path": "ü.txt", "n": [1, true], "x": null}<|tool_call_end|><|tool_calls_section_end|>'),
+    ('command_r', 'Action: ```json\n[{"tool_name": "Edit", "parameters": {"file_path": "ü.txt", "n": [1, true], "x": null}}]\n```'),
+    ('functiongemma', '<start_function_call>call:Edit{file_path:<escape>ü.txt<escape>,n:[1,true],x:null}<end_function_call>'),
+    ('minimax_m2', '<minimax:tool_call>\n<invoke name="Edit">\n<parameter name="file_path">ü.txt</parameter>\n<parameter name="n">[1, true]</parameter>\n<parameter name="x">null</parameter>\n</invoke>\n</minimax:tool_call>'),
+    ('tool_calls_tag', '<tool_calls>[{"name": "Edit", "arguments": {"file_path": "ü.txt", "n": [1, true], "x": null}}]</tool_calls>'),
+    ('nemotron', '<TOOLCALL>[{"name": "Edit", "arguments": {"file_path": "ü.txt", "n": [1, true], "x": null}}]</TOOLCALL>'),
+    ('internlm', '<|action_start|><|plugin|>[{"name": "Edit", "arguments": {"file_path": "ü.txt", "n": [1, true], "x": null}}]<|action_end|>'),
+    ('lfm2', "<|tool_call_start|>[Edit(file_path='ü.txt', n=[1, True], x=None)]<|tool_call_end|>"),
+    ('olmo3', '<function_calls>Edit(file_path="ü.txt", n=[1, true], x=null)</function_calls>'),
+    ('pythonic', "[Edit(file_path='ü.txt', n=[1, True], x=None)]"),
+    ('json', '{"name": "Edit", "arguments": {"file_path": "ü.txt", "n": [1, true], "x": null}}'),
+    ('fenced', '```json\n{"name": "Edit", "arguments": {"file_path": "ü.txt", "n": [1, true], "x": null}}\n```'),
+]
+
+
+@pytest.mark.parametrize(("name", "printed"), WRITTEN, ids=[w[0] for w in WRITTEN])
+def test_each_dialect_writes_a_call_exactly_as_its_family_prints_it(name, printed):
+    """Byte for byte: non-ASCII kept, JSON values as JSON (Python literals for the pythonic
+    family), each argument on its own line where the family's template puts it there."""
+    assert BY_NAME[name].write("Edit", {"file_path": "ü.txt", "n": [1, True], "x": None}) == printed
+
+
+# -- pythonic calls: where the bracketed call ends ------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ('[Bash(command="")]', [("call", "Bash", {"command": ""}, "pythonic")]),
+    ("[Bash(command='')]", [("call", "Bash", {"command": ""}, "pythonic")]),
+    ('[Bash(command="ls")]\nDone.', [("call", "Bash", {"command": "ls"}, "pythonic"), ("text", "\nDone.")]),
+    ('[Bash(command="ls")]  \t\r\nok', [("call", "Bash", {"command": "ls"}, "pythonic"), ("text", "  \t\r\nok")]),
+    ('[Xcode(scheme="App", n=[1, {"a": (2)}])]', [("call", "Xcode", {"scheme": "App", "n": [1, {"a": 2}]}, "pythonic")]),
+    ('[Bash(command="a\\"b)]")]\nx', [("call", "Bash", {"command": 'a"b)]'}, "pythonic"), ("text", "\nx")]),
+])
+def test_a_pythonic_call_ends_at_its_closing_bracket(text, want):
+    for step in (None, 1):
+        assert run(text, (BY_NAME["pythonic"],), step, tools=["Bash", "Xcode"]) == want, step
+
+
+# -- a bug the mutation work found: a pythonic call mentioned mid-sentence was run ----------------
+
+MENTIONED = [
+    'You could run [Bash(command="rm -rf build")] to clean up.',
+    '[Bash(command="ls")] lists the files.',
+    "Either [Bash(command='ls')] or [Bash(command='pwd')], as you like.",
+]
+
+
+@pytest.mark.parametrize("text", MENTIONED)
+def test_a_pythonic_call_mentioned_mid_sentence_stays_text(text):
+    """Like bare JSON, ``[name(…)]`` has no marker: it is a call only at the end of its line."""
+    for step in (None, 1, 3):
+        assert run(text, None, step) == [("text", text)], step
+        assert run(text, (BY_NAME["pythonic"],), step) == [("text", text)], step
+
+
+async def test_a_pythonic_call_mentioned_mid_sentence_reaches_the_client_as_text(fake_ollama, proxy):
+    import trio
+
+    from tests.fake_ollama import Chunk, text_stream
+
+    tool = {"name": "Bash", "description": "run", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}
+    example = MENTIONED[0] + '\nOr list first:\n[Bash(command="ls")]'
+    fake_ollama.script_chat([Chunk(content=example[i : i + 4]) for i in range(0, len(example), 4)] + text_stream("", eval_count=9))
+    with trio.fail_after(20):
+        def call() -> Any:
+            with proxy.client().messages.stream(model="claude-opus-5-5", max_tokens=99, tools=[tool],
+                                                messages=[{"role": "user", "content": "clean up?"}]) as stream:
+                return stream.get_final_message()
+        message = await trio.to_thread.run_sync(call)
+    # the mention stays text; the call on its own line at the end is the one call made
+    assert [(b.type, getattr(b, "text", None) or getattr(b, "input", None)) for b in message.content] == [
+        ("text", MENTIONED[0] + "\nOr list first:\n"), ("tool_use", {"command": "ls"})]
+    assert message.stop_reason == "tool_use"
