@@ -622,3 +622,93 @@ async def test_a_pythonic_call_mentioned_mid_sentence_reaches_the_client_as_text
     assert [(b.type, getattr(b, "text", None) or getattr(b, "input", None)) for b in message.content] == [
         ("text", MENTIONED[0] + "\nOr list first:\n"), ("tool_use", {"command": "ls"})]
     assert message.stop_reason == "tool_use"
+
+
+# -- held text when the answer ends: never lost, a call only when the call is all there --------
+
+AT_THE_END = [
+    ('hermes', '<tool_call>', TEXT),
+    ('hermes', '<tool_call>{"na', TEXT),
+    ('hermes', '<tool_call>{"name": "Ba', TEXT),
+    ('hermes', '<tool_call>{"type": "x', TEXT),
+    ('hermes', '<tool_call>{"function": {', TEXT),
+    ('hermes', '<tool_call>{"name":', TEXT),
+    ('hermes', '<tool_call>{"name"', TEXT),
+    ('hermes', '<tool_call>{ ', TEXT),
+    ('hermes', '<tool_call>[ ', TEXT),
+    ('qwen3_coder', '<tool_call>\n<func', TEXT),
+    ('qwen3_coder', '<tool_call><function=Ba', TEXT),
+    ('qwen3_coder', '<function=Bash>', [('call', 'Bash', {})]),
+    ('glm', '<tool_call>Ba', TEXT),
+    ('glm', '<tool_call>Bash\n<arg_', [('call', 'Bash', {})]),
+    ('glm', '<tool_call>Bash\n</tool_', [('call', 'Bash', {})]),
+    ('glm', '<tool_call>Bash\n<arg_key>command</arg_key>', [('call', 'Bash', {})]),
+    ('llama3', '<|python_tag|>{"name": "Bash", "parameters": {"command": "ls"}}', [('call', 'Bash', {'command': 'ls'})]),
+    ('mistral', '[TOOL_CALLS]', TEXT),
+    ('mistral', '[TOOL_CALLS]Ba', TEXT),
+    ('mistral', '[TOOL_CALLS]Bash[AR', TEXT),
+    ('mistral', '[TOOL_CALLS]Bash[CA', TEXT),
+    ('mistral', '[TOOL_CALLS]Bash[CALL_ID]abcdef', TEXT),
+    ('mistral', '[TOOL_CALLS]Bash[ARGS]', TEXT),
+    ('deepseek', '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>Bash<｜tool▁sep｜>{"command": "ls"}<｜tool▁call▁end｜>', [('call', 'Bash', {'command': 'ls'})]),
+    ('harmony', '<|start|>assistant<|chan', TEXT),
+    ('harmony', '<|channel|>commentary to=functions.Bash', TEXT),
+    ('harmony', '<|channel|>commentary to=functions.Bash<|message|>', TEXT),
+    ('granite', '<|tool_call|>', TEXT),
+    ('functools', 'functools', TEXT),
+    ('tool_calls_tag', '<tool_calls>', TEXT),
+    ('kimi', '<|tool_calls_section_begin|><|tool_call_begin|>functions.Bash:0<|tool_call_argument_begin|>{"command": "ls"}<|tool_call_end|>', [('call', 'Bash', {'command': 'ls'})]),
+    ('command_r', 'Action:', TEXT),
+    ('command_r', 'Action: ``', TEXT),
+    ('command_r', 'Action: ```js', TEXT),
+    ('command_r', 'Action: ```json\n[{"tool_name": "Bash", "parameters": {"command": "ls"}}]', [('call', 'Bash', {'command': 'ls'})]),
+    ('command_r', 'Action: ```json\n[{"tool_name": "Bash", "parameters": {"command": "ls"}}]\n``', [('call', 'Bash', {'command': 'ls'}), ('text', '\n``')]),
+    ('command_r', '<|START_ACTION|>', TEXT),
+    ('functiongemma', '<start_function_call>ca', TEXT),
+    ('functiongemma', '<start_function_call>call:Ba', TEXT),
+    ('pythonic', '[Ba', TEXT),
+    ('pythonic', '[Bash', TEXT),
+    ('pythonic', '[Bash(command="ls"', TEXT),
+    ('pythonic', '<|python_start|>[Bash(command="ls")]', [('call', 'Bash', {'command': 'ls'})]),
+    ('lfm2', '<|tool_call_start|>', TEXT),
+    ('lfm2', '<|tool_call_start|>[Ba', TEXT),
+    ('lfm2', '<|tool_call_start|>Bash(command="ls")', [('call', 'Bash', {'command': 'ls'})]),
+    ('minimax_m2', '<minimax:tool_call><invoke name="Bash">', [('call', 'Bash', {})]),
+    ('json', '{"name": "Bash", "arguments": {"command": "ls"}}', [('call', 'Bash', {'command': 'ls'})]),
+    ('json', '{"name": "Bash", "arguments": {"command": "ls"}}  ', [('call', 'Bash', {'command': 'ls'}), ('text', '  ')]),
+    ('json', '[', TEXT),
+    ('json', '[ ', TEXT),
+    ('fenced', '```', TEXT),
+    ('fenced', '```js', TEXT),
+    ('fenced', '```tool_code\nBa', TEXT),
+    ('fenced', '```tool_code\n', TEXT),
+    ('fenced', '```json\n{"name": "Ba', TEXT),
+    ('fenced', '```json\n', TEXT),
+    ('qwen3_coder', '<function=Ba', TEXT),
+    ('mistral', '[TOOL_CALLS]Bash[CALL_ID]x', TEXT),
+    ('json', '{', TEXT),
+    ('functools', 'functools ', TEXT),
+    ('granite', '<|tool_call|> ', TEXT),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "want"), AT_THE_END, ids=[f"{r[0]}-{i}" for i, r in enumerate(AT_THE_END)])
+def test_what_was_held_when_the_answer_ends_reaches_the_client(name, text, want):
+    """The start of a call that Ollama's last chunk cuts off: the client gets the text (or the
+    call, when what arrived is a whole call in a family that needs no closing marker)."""
+    for step in (None, 1):
+        assert run(text, (BY_NAME[name],), step) == _expected(want, text, name), step
+
+
+def test_a_tool_whose_name_has_capitals_anywhere_is_found_in_each_name_first_family():
+    tools = ["Xcode", "Bash"]
+    for name, printed in [
+        ("functiongemma", "<start_function_call>call:Xcode{scheme:<escape>App<escape>}<end_function_call>"),
+        ("glm", "<tool_call>Xcode\n<arg_key>scheme</arg_key>\n<arg_value>App</arg_value>\n</tool_call>"),
+        ("mistral", '[TOOL_CALLS]Xcode[ARGS]{"scheme": "App"}'),
+        ("qwen3_coder", "<tool_call>\n<function=Xcode>\n<parameter=scheme>\nApp\n</parameter>\n</function>\n</tool_call>"),
+        ("lfm2", '<|tool_call_start|>[Xcode(scheme="App")]<|tool_call_end|>'),
+        ("fenced", '```tool_code\nXcode(scheme="App")\n```'),
+    ]:
+        for step in (None, 1):
+            assert run(printed, (BY_NAME[name],), step, tools=tools) == [("call", "Xcode", {"scheme": "App"}, name)], (name, step)
