@@ -712,3 +712,12 @@ def test_a_tool_whose_name_has_capitals_anywhere_is_found_in_each_name_first_fam
     ]:
         for step in (None, 1):
             assert run(printed, (BY_NAME[name],), step, tools=tools) == [("call", "Xcode", {"scheme": "App"}, name)], (name, step)
+
+
+@pytest.mark.parametrize("printed", [
+    "<start_function_call>call:Bash<end_function_call>",
+    "<start_function_call>call:Bash<escape>ls<escape><end_function_call>",
+])
+def test_a_function_gemma_call_without_an_argument_object_gets_empty_arguments(printed):
+    for step in (None, 1):
+        assert run(printed, (BY_NAME["functiongemma"],), step) == [("call", "Bash", {}, "functiongemma")], step
