@@ -721,3 +721,11 @@ def test_a_tool_whose_name_has_capitals_anywhere_is_found_in_each_name_first_fam
 def test_a_function_gemma_call_without_an_argument_object_gets_empty_arguments(printed):
     for step in (None, 1):
         assert run(printed, (BY_NAME["functiongemma"],), step) == [("call", "Bash", {}, "functiongemma")], step
+
+
+def test_a_fence_whose_answer_ends_before_its_closing_backticks_are_all_there_stays_text():
+    """Two of the three closing backticks, then the answer ends: not a closed block of calls."""
+    text = '```json\n{"name": "Bash", "arguments": {"command": "ls"}}\n``'
+    for dialects in ((BY_NAME["fenced"],), None):
+        for step in (None, 1):
+            assert run(text, dialects, step) == [("text", text)], (dialects, step)
