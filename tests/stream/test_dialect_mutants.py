@@ -729,3 +729,13 @@ def test_a_fence_whose_answer_ends_before_its_closing_backticks_are_all_there_st
     for dialects in ((BY_NAME["fenced"],), None):
         for step in (None, 1):
             assert run(text, dialects, step) == [("text", text)], (dialects, step)
+
+
+def test_a_pythonic_call_may_name_its_tool_with_a_namespace():
+    """``functions.Bash(…)`` is Bash; a tool whose own name has dots is matched whole."""
+    text = '<|python_start|>[mcp.fs.read(path="a"), functions.Bash(command="ls")]<|python_end|>'
+    for step in (None, 1):
+        assert run(text, (BY_NAME["pythonic"],), step, tools=["Bash", "mcp.fs.read"]) == [
+            ("call", "mcp.fs.read", {"path": "a"}, "pythonic"), ("call", "Bash", {"command": "ls"}, "pythonic")], step
+    other = '<|python_start|>[fs.mcp.read(path="a")]<|python_end|>'  # the parts in another order: no such tool
+    assert run(other, (BY_NAME["pythonic"],), tools=["Bash", "mcp.fs.read"]) == [("text", other)]
