@@ -739,3 +739,10 @@ def test_a_pythonic_call_may_name_its_tool_with_a_namespace():
             ("call", "mcp.fs.read", {"path": "a"}, "pythonic"), ("call", "Bash", {"command": "ls"}, "pythonic")], step
     other = '<|python_start|>[fs.mcp.read(path="a")]<|python_end|>'  # the parts in another order: no such tool
     assert run(other, (BY_NAME["pythonic"],), tools=["Bash", "mcp.fs.read"]) == [("text", other)]
+
+
+def test_a_fence_whose_body_starts_with_inline_code_is_released_before_it_closes():
+    """The body's first backtick opens inline code: whatever follows is an example, so the
+    client gets the fence at once instead of after the closing fence."""
+    text = '```json\n`{"name": "Bash", "arguments": {}}\n'
+    assert released(text, (BY_NAME["fenced"],)) == text
