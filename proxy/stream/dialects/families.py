@@ -828,7 +828,8 @@ class Pythonic(Dialect):
         if end is None:
             return NO if final else MORE
         calls = pythonic_calls(buf[:end], tools)
-        return Found(calls, end) if calls else NO
+        # no marker, like bare JSON: a call mentioned mid-sentence is prose, not a call
+        return _at_line_end(buf, calls, end, final) if calls else NO
 
     def write(self, name: str, arguments: dict[str, Any]) -> str:
         return f"[{name}(" + ", ".join(f"{k}={v!r}" for k, v in arguments.items()) + ")]"
