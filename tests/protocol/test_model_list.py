@@ -157,3 +157,12 @@ def test_an_installed_model_named_like_a_listed_map_key_is_not_listed_twice() ->
     assert [e["id"] for e in entries] == ["claude-a", "claude-b"]
     installed = [InstalledModel("x", modified_at="2025-01-01T00:00:00Z"), InstalledModel("x", modified_at=None)]
     assert [e["id"] for e in model_entries(installed, {})] == ["x"]
+
+
+def test_a_name_listed_twice_is_listed_once_and_the_rest_still_follow() -> None:
+    installed = [
+        InstalledModel("x:1b", modified_at="2025-01-01T00:00:00Z", parameter_size="1B"),
+        InstalledModel("x:1b", modified_at="2025-01-01T00:00:00Z"),
+        InstalledModel("a:1b", modified_at="2024-01-01T00:00:00Z"),
+    ]
+    assert [e["id"] for e in model_entries(installed, {})] == ["x:1b", "a:1b"]

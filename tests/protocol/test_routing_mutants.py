@@ -126,6 +126,7 @@ def test_a_host_row_on_health_says_everything_known() -> None:
     row = t.snapshot(10.04)[1]
     assert (row["state"], row["failures"], row["last_error"], row["retry_in"]) == ("down", 2, "connection reset", 2.0)
     assert t.snapshot(10.96)[1]["retry_in"] == 1.0
+    assert t.snapshot(10.7)[1]["retry_in"] == 1.3  # seconds to one decimal
     assert t.snapshot(12.0)[1]["state"] == "retrying" and t.snapshot(12.0)[1]["retry_in"] == 0.0
     assert t.snapshot(13.0)[1]["retry_in"] == 0.0
     assert t.snapshot(13.0)[1]["models_installed"] is None
