@@ -244,3 +244,12 @@ def test_the_table_refusals_say_why() -> None:
         HostTable([])
     with pytest.raises(ValueError, match="^the same Ollama URL is listed twice$"):
         HostTable([HostSpec(A), HostSpec(B, 2.0), HostSpec(A, 3.0)])
+
+
+def test_a_session_id_with_a_lone_surrogate_still_gets_a_host() -> None:
+    # metadata.user_id is JSON inside JSON: "\ud800" parses to a lone surrogate
+    key = session_key(None, {"metadata": {"user_id": '{"session_id": "s-\\ud800"}'}})
+    assert key == "session:s-\ud800"
+    t = HostTable([HostSpec(A), HostSpec(B)])
+    assert len(t.plan("m", key, 0.0)) == 2
+    assert rendezvous_score(key, A) == rendezvous_score("session:s-?", A)  # the surrogate hashed as "?"
