@@ -253,3 +253,12 @@ def test_a_session_id_with_a_lone_surrogate_still_gets_a_host() -> None:
     t = HostTable([HostSpec(A), HostSpec(B)])
     assert len(t.plan("m", key, 0.0)) == 2
     assert rendezvous_score(key, A) == rendezvous_score("session:s-?", A)  # the surrogate hashed as "?"
+
+
+def test_served_counts_every_answer() -> None:
+    t = HostTable([HostSpec(A)])
+    a = t.hosts[0]
+    for _ in range(3):
+        t.started(a)
+        t.finished(a)
+    assert t.snapshot(0.0)[0]["served"] == 3
