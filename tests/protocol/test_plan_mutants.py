@@ -139,3 +139,26 @@ def test_without_think_leaves_the_rest_of_the_request_alone() -> None:
     assert without.ollama == {k: v for k, v in plan.made.ollama.items() if k != "think"}
     assert "think" in plan.made.ollama
     assert without.ollama["keep_alive"] == "1h"
+
+
+class _Bracket:
+    """A call dialect of a model's template (not Hermes): how it prints a call."""
+
+    name = "bracket"
+
+    def write(self, name: str, arguments: dict) -> str:
+        return f"[CALL {name} {arguments['command']}]"
+
+
+def test_emulated_tools_print_past_calls_in_the_models_own_dialect() -> None:
+    history = [
+        {"role": "user", "content": "list"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "a.txt"}]},
+    ]
+    plan = make_plan(
+        body(tools=[BASH], messages=history), ollama_model="qwen3:8b", settings=PlanSettings(), can_think=True,
+        can_call_tools=True, context_length=32768, call_dialect=_Bracket(), calibration=Calibration(),
+    )
+    prompt = "\n".join(m["content"] for m in plan.request((T,)).ollama["messages"])
+    assert "[CALL Bash ls]" in prompt and "<tool_call>" not in prompt
