@@ -162,3 +162,17 @@ def test_emulated_tools_print_past_calls_in_the_models_own_dialect() -> None:
     )
     prompt = "\n".join(m["content"] for m in plan.request((T,)).ollama["messages"])
     assert "[CALL Bash ls]" in prompt and "<tool_call>" not in prompt
+
+
+def test_tools_emulated_from_the_start_print_past_calls_in_the_models_own_dialect() -> None:
+    history = [
+        {"role": "user", "content": "list"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "pwd"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "/src"}]},
+    ]
+    plan = make_plan(
+        body(tools=[BASH], messages=history), ollama_model="qwen3:8b", settings=PlanSettings(), can_think=True,
+        can_call_tools=False, context_length=32768, call_dialect=_Bracket(), calibration=Calibration(),
+    )
+    prompt = "\n".join(m["content"] for m in plan.made.ollama["messages"])
+    assert "[CALL Bash pwd]" in prompt and "<tool_call>" not in prompt and "tools" not in plan.made.ollama
