@@ -137,3 +137,10 @@ def test_phase_names_as_the_log_prints_them() -> None:
     assert [p.value for p in Phase] == [
         "waiting for Ollama", "prefill", "streaming", "finishing", "done", "failed", "cancelled", "shutdown",
     ]
+
+
+def test_a_request_no_ollama_answered_reports_no_status_from_it() -> None:
+    lifecycle = Lifecycle()
+    lifecycle.to(Phase.CANCELLED)  # the client left while waiting for Ollama
+    outcome = lifecycle.outcome(committed=False, started=0.0, ended=1.0, output_tokens=0)
+    assert outcome.ollama_status is None and outcome.status == 499 and outcome.fallbacks == ()
