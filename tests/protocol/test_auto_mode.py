@@ -45,3 +45,15 @@ def test_the_check_is_known_by_its_stop_sequence(stops, form):
 )
 def test_a_verdict_is_found_only_where_claude_code_reads_it(text, form, readable):
     assert has_verdict(text, form) is readable
+
+
+@pytest.mark.parametrize(
+    "text, form",
+    [
+        ("<block>no<thinking>on second thought</thinking>", "</block>"),
+        ("<severity><thinking>weigh it</thinking>70", "</severity>"),
+    ],
+)
+def test_a_thinking_span_is_cut_out_whole_around_a_verdict(text, form):
+    # the span leaves nothing behind: the verdict around it reads as if it were not there
+    assert has_verdict(text, form) is True

@@ -130,3 +130,20 @@ def test_calibration_ignores_implausible_observations(estimate, actual, used):
     calibration = Calibration()
     assert calibration.observe("m", estimate, actual) is used
     assert calibration.factor("m") == (actual / estimate if used else 1.0)
+
+
+def test_calibration_moves_halfway_whatever_the_distance():
+    calibration = Calibration()
+    assert calibration.observe("m", 1000, 1000) is True
+    assert calibration.observe("m", 1000, 1500) is True
+    assert calibration.factor("m") == 1.25  # halfway from 1.0 to 1.5
+    assert calibration.apply("m", 400) == 500
+    assert calibration.observe("m", 1000, 3000) is True
+    assert calibration.factor("m") == 2.125
+
+
+def test_calibration_learns_from_a_one_token_prompt():
+    calibration = Calibration()
+    assert calibration.observe("m", 1, 1) is True
+    assert calibration.observe("m", 1, 2) is True
+    assert calibration.factor("m") == 1.5
