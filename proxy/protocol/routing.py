@@ -155,9 +155,20 @@ def session_key(header: str | None, body: Mapping[str, Any]) -> str:
 def rendezvous_score(key: str, url: str, weight: float = 1.0) -> float:
     """Weighted highest-random-weight score of ``url`` for ``key`` (higher wins)."""
     raw = hashlib.blake2b(f"{key}\0{url}".encode("utf-8", "replace"), digest_size=8).digest()
-    # u in (0, 1), never 0 or 1: ln(u) is finite and negative
-    u = (int.from_bytes(raw, "big") + 0.5) / 2.0**64
-    return -weight / math.log(u)
+    return -weight / math.log(unit_interval(raw))
+
+
+#: the largest float below 1.0
+_BELOW_ONE = 1.0 - 2.0**-53
+
+
+def unit_interval(raw: bytes) -> float:
+    """Eight hash bytes as u in (0, 1), never 0 or 1, so ln(u) is finite and negative.
+
+    ``(n + 0.5) / 2**64`` rounds to exactly 1.0 for the top ~2**10 values of n: that
+    (key, host) pair would divide by zero on every request. Those few values take the
+    largest float below 1.0 instead; every other value is unchanged."""
+    return min((int.from_bytes(raw, "big") + 0.5) / 2.0**64, _BELOW_ONE)
 
 
 def normalize_model(name: str) -> str:

@@ -262,3 +262,16 @@ def test_served_counts_every_answer() -> None:
         t.started(a)
         t.finished(a)
     assert t.snapshot(0.0)[0]["served"] == 3
+
+
+def test_a_hash_at_the_top_of_the_range_scores_without_dividing_by_zero():
+    # (2**64 - 1 + 0.5) / 2**64 rounds to 1.0 in floating point, and ln(1.0) == 0: before the
+    # clamp, the (session, host) pair whose hash landed there failed every request with
+    # ZeroDivisionError. The clamp keeps u below 1 and leaves every other value as it was.
+    from proxy.protocol.routing import unit_interval
+
+    for raw in (b"\xff" * 8, (2**64 - 1024).to_bytes(8, "big"), (2**64 - 2048).to_bytes(8, "big")):
+        u = unit_interval(raw)
+        assert 0.0 < u < 1.0 and math.log(u) < 0
+    assert unit_interval(b"\x00" * 8) == 0.5 / 2.0**64
+    assert unit_interval((2**63).to_bytes(8, "big")) == (2**63 + 0.5) / 2.0**64
