@@ -258,3 +258,15 @@ def test_emulated_tools_append_to_the_system_prompt_after_a_blank_line_and_keep_
     assert out[1] == {"role": "user", "content": "list"}
     assert out[-2:] == [{"role": "assistant", "content": "Done."}, {"role": "user", "content": "thanks"}]
     assert len(out) == 6
+
+
+def test_an_emulated_result_and_the_users_words_are_joined_and_the_reply_after_them_kept():
+    out = emulated({"role": "user", "content": "now sort"}, {"role": "assistant", "content": "Sorted."},
+                   {"role": "user", "content": "ok"})
+    assert out[1:] == [
+        {"role": "user", "content": "list"},
+        {"role": "assistant", "content": 'Looking.\n<tool_call>{"name": "Bash", "arguments": {"command": "ls"}}</tool_call>'},
+        {"role": "user", "content": '<tool_response name="Bash">\na.txt\n</tool_response>\n\nnow sort'},
+        {"role": "assistant", "content": "Sorted."},
+        {"role": "user", "content": "ok"},
+    ]
