@@ -270,3 +270,18 @@ def test_an_emulated_result_and_the_users_words_are_joined_and_the_reply_after_t
         {"role": "assistant", "content": "Sorted."},
         {"role": "user", "content": "ok"},
     ]
+
+
+def test_a_stray_result_before_any_call_or_in_a_second_user_turn_is_dropped():
+    out = sent([
+        {"role": "user", "content": [result("x", "stray"), {"type": "text", "text": "hi"}]},
+        {"role": "assistant", "content": [use("a", command="ls")]},
+        {"role": "user", "content": [result("a", "A")]},
+        {"role": "user", "content": [result("a", "A again"), {"type": "text", "text": "more"}]},
+    ])
+    assert out == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "", "tool_calls": [call("a", command="ls")]},
+        {"role": "tool", "content": "A", "tool_name": "Bash", "tool_call_id": "a"},
+        {"role": "user", "content": "more"},
+    ]
