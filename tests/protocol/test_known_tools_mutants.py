@@ -85,3 +85,12 @@ async def test_tools_nested_too_deeply_are_a_400_the_first_time_and_every_time(p
                 response = await client.post("/v1/messages", content=body, headers={"content-type": "application/json"})
                 assert response.status_code == 400, response.content[:200]
                 assert response.json()["error"]["message"] == "request body is nested too deeply (tools: limit 128)"
+
+
+@pytest.mark.parametrize("raw", [b"{} x", b"{}}", b" { } ,"])
+def test_an_empty_object_followed_by_more_is_not_valid_json(raw):
+    with pytest.raises(ValueError) as caught:
+        parse_request_body(raw, ToolsCache())
+    with pytest.raises(ValueError) as expected:
+        json.loads(raw)
+    assert str(caught.value) == str(expected.value)
