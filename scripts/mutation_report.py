@@ -34,7 +34,11 @@ DOC = REPO / "docs" / "TESTING.md"
 CORE = ("proxy/protocol", "proxy/stream")
 BEGIN, END = "<!-- mutation-table:begin -->", "<!-- mutation-table:end -->"
 ACCEPTED_HEADING = "## Accepted equivalent mutants"
-ACCEPTED_LINE = re.compile(r"^- `(?P<name>[^`]+)` — `(?P<line>[^`]*)` — (?P<why>.+)$")
+# The mutated line as a code span: `line`, or ``line`` when it holds a backtick itself; a
+# mutant that only deletes code names the deleted line as `deleted: line`.
+ACCEPTED_LINE = re.compile(
+    r"^- `(?P<name>[^`]+)` — (?:`` (?P<spaced>.*?) ``|`(?P<line>[^`]*)`) — (?P<why>.+)$"
+)
 
 # mutmut's exit codes (mutmut/stats.py): a failing test run or a timeout is a kill. (37,
 # "caught by type check", is not counted as a kill: no type_check_command is configured.)
@@ -75,7 +79,8 @@ def accepted_equivalents(doc: str) -> dict[str, tuple[str, str]]:
     for line in section.splitlines():
         match = ACCEPTED_LINE.match(line.strip())
         if match:
-            accepted[match["name"]] = (match["line"], match["why"])
+            line = match["line"] if match["line"] is not None else match["spaced"]
+            accepted[match["name"]] = (line, match["why"])
     return accepted
 
 
@@ -115,7 +120,9 @@ class MutatedSource:
         # Both copies named alike, as mutmut show does, so the def line is no difference.
         mutated = mutated.replace(mutant, mutant.rpartition("__mutmut_")[0] + "__mutmut_orig", 1)
         diff = difflib.unified_diff(original.splitlines(), mutated.splitlines(), lineterm="")
-        return [line[1:].strip() for line in diff if line.startswith("+") and not line.startswith("+++")]
+        changed = [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+        added = [line[1:].strip() for line in changed if line.startswith("+")]
+        return added or [f"deleted: {line[1:].strip()}" for line in changed]
 
 
 def table(
