@@ -191,3 +191,40 @@ def test_a_call_printed_as_text_is_logged_as_recovered_in_its_dialect(caplog):
     assert (t.repairs, t.repair_log) == (1, [("Bash", ("recovered a call the model printed as text (hermes)",), "hermes")])
     assert "repaired tool call Bash: recovered a call the model printed as text (hermes)" in [
         r.getMessage() for r in caplog.records]
+
+
+def test_a_call_printed_in_another_familys_dialect_stays_text():
+    from proxy.stream.dialects import BY_NAME
+
+    printed = '[TOOL_CALLS][{"name": "Bash", "arguments": {"command": "ls"}}]'
+    for dialects, calls in [((BY_NAME["hermes"],), 0), ((BY_NAME["mistral"],), 1)]:
+        t = translator(dialects=dialects)
+        events = t.start() + t.feed(line(printed)) + t.feed(line("", done=True))
+        message = events_to_message(events)
+        assert len([b for b in message["content"] if b["type"] == "tool_use"]) == calls, dialects
+        if not calls:
+            assert message["content"] == [{"type": "text", "text": printed}]
+
+
+@pytest.mark.parametrize(
+    "think_open, asked, pieces, thinking, text",
+    [
+        # the template opened <think>: the content starts inside it
+        (True, True, ["plan", "</think>", "answer"], "plan", "answer"),
+        (True, False, ["plan", "</think>", "answer"], "", "answer"),
+        # not asked and never closed: it was the answer
+        (True, False, ["just the answer"], "", "just the answer"),
+        # asked and never closed: it stays thinking
+        (True, True, ["plan"], "plan", ""),
+        # the template did not open it: a close tag alone is text
+        (False, True, ["plan</think>answer"], "", "plan</think>answer"),
+        (False, False, ["plan</think>answer"], "", "plan</think>answer"),
+    ],
+)
+def test_thinking_the_template_opened_reaches_the_client_as_asked(think_open, asked, pieces, thinking, text):
+    t = translator(think_open=think_open, thinking=asked)
+    events = t.start()
+    for piece in pieces:
+        events += t.feed(line(piece))
+    events += t.feed(line("", done=True))
+    assert (thinkings(events), texts(events)) == (thinking, text)
