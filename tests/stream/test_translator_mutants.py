@@ -228,3 +228,31 @@ def test_thinking_the_template_opened_reaches_the_client_as_asked(think_open, as
         events += t.feed(line(piece))
     events += t.feed(line("", done=True))
     assert (thinkings(events), texts(events)) == (thinking, text)
+
+
+def test_the_answers_head_is_its_first_256_characters_of_text():
+    # (what an auto-mode check's verdict is looked for in, and logged when it has none)
+    t = translator(tools=None)
+    t.start()
+    t.feed(line(thinking="not this"))
+    t.feed(line("<block>no</block>"))
+    assert t.text_head == "<block>no</block>"
+    t.feed(line("x" * 300))
+    assert t.text_head == "<block>no</block>" + "x" * (256 - 17)
+
+
+def test_a_bare_json_call_that_is_all_the_thinking_is_taken():
+    t = translator()
+    events = t.start() + t.feed(line(thinking='{"name": "Bash", "arguments": {"command": "ls"}}'))
+    events += t.feed(line("", done=True))
+    message = events_to_message(events)
+    assert [b for b in message["content"] if b["type"] == "tool_use"] == [
+        {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}}]
+
+
+def test_a_call_in_a_python_example_that_opens_the_thinking_is_never_run():
+    t = translator()
+    events = t.start() + t.feed(line(thinking="```python\n" + CALL + "\n```\nNothing to do."))
+    events += t.feed(line("", done=True))
+    assert block_types(events) == ["thinking"]
+    assert events_to_message(events)["stop_reason"] == "end_turn"
