@@ -256,3 +256,12 @@ def test_a_call_in_a_python_example_that_opens_the_thinking_is_never_run():
     events += t.feed(line("", done=True))
     assert block_types(events) == ["thinking"]
     assert events_to_message(events)["stop_reason"] == "end_turn"
+
+
+def test_lines_only_the_reference_parser_reads_still_reach_the_client():
+    # a null content is not a plain chunk for the fast parser: the line-by-line path reads it
+    t = translator(tools=None)
+    data = b'{"model": "m", "message": {"role": "assistant", "content": null}, "done": false}\n' + line("hi")
+    events = t.start() + t.feed(data[:30]) + t.feed(data[30:]) + t.feed(b"") + t.feed(line("", done=True)) + t.end()
+    assert texts(events) == "hi"
+    assert t.bytes_fed == len(data) + len(line("", done=True))  # every byte counts, an empty read too
