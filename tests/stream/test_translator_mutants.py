@@ -265,3 +265,24 @@ def test_lines_only_the_reference_parser_reads_still_reach_the_client():
     events = t.start() + t.feed(data[:30]) + t.feed(data[30:]) + t.feed(b"") + t.feed(line("", done=True)) + t.end()
     assert texts(events) == "hi"
     assert t.bytes_fed == len(data) + len(line("", done=True))  # every byte counts, an empty read too
+
+
+@pytest.mark.parametrize("content, taken", [("", True), ("\n\n", True), ("Done.", False), (CALL.replace("ls", "pwd"), False)])
+def test_a_call_in_the_thinking_is_taken_only_when_the_answer_is_blank(content, taken):
+    t = translator()
+    events = t.start() + t.feed(line(thinking="Plan: " + CALL)) + t.feed(line(content)) + t.feed(line("", done=True))
+    calls = [b["input"] for b in events_to_message(events)["content"] if b["type"] == "tool_use"]
+    expected = [{"command": "ls"}] if taken else [{"command": "pwd"}] if "pwd" in content else []
+    assert calls == expected
+
+
+def test_an_error_before_the_first_token_says_so():
+    t = translator(tools=None)
+    t.start()
+    with pytest.raises(UpstreamError, match="^Ollama failed before its first token: model 'x' not found$"):
+        t.feed(b'{"error": "model \'x\' not found"}\n')
+    t = translator(tools=None)
+    t.start()
+    t.feed(line("Hel"))
+    with pytest.raises(UpstreamError, match="^Ollama failed mid-stream: out of memory$"):
+        t.feed(b'{"error": "out of memory"}\n')
