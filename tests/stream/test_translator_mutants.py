@@ -286,3 +286,10 @@ def test_an_error_before_the_first_token_says_so():
     t.feed(line("Hel"))
     with pytest.raises(UpstreamError, match="^Ollama failed mid-stream: out of memory$"):
         t.feed(b'{"error": "out of memory"}\n')
+
+
+def test_the_final_chunks_own_text_reaches_the_client_when_stop_sequences_are_set():
+    t = translator(tools=None, stop_sequences=["END"])
+    events = t.start() + t.feed(line("abc E")) + t.feed(line("xyz", done=True)) + t.end()
+    assert texts(events) == "abc Exyz"
+    assert (message_delta(events).stop_reason, t.done_reason) == ("end_turn", "stop")
