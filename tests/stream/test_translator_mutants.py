@@ -293,3 +293,10 @@ def test_the_final_chunks_own_text_reaches_the_client_when_stop_sequences_are_se
     events = t.start() + t.feed(line("abc E")) + t.feed(line("xyz", done=True)) + t.end()
     assert texts(events) == "abc Exyz"
     assert (message_delta(events).stop_reason, t.done_reason) == ("end_turn", "stop")
+
+
+def test_thinking_and_text_of_one_chunk_both_reach_the_client_after_the_answer_began():
+    t = translator(tools=None)
+    events = t.start() + t.feed(line("Hi")) + t.feed(line(" there", thinking="more thought"))
+    events += t.feed(line("", done=True))
+    assert (thinkings(events), texts(events)) == ("more thought", "Hi there")
