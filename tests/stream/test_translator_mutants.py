@@ -300,3 +300,17 @@ def test_thinking_and_text_of_one_chunk_both_reach_the_client_after_the_answer_b
     events = t.start() + t.feed(line("Hi")) + t.feed(line(" there", thinking="more thought"))
     events += t.feed(line("", done=True))
     assert (thinkings(events), texts(events)) == ("more thought", "Hi there")
+
+
+def test_an_answer_ended_at_once_by_a_stop_sequence_counts_as_produced():
+    t = translator(tools=None, stop_sequences=["</severity>"])
+    t.start()
+    t.feed(line("<severity>7</severity>"))
+    assert t.produced_output  # the relay must not retry it on another host
+
+
+def test_blank_text_before_a_call_taken_from_the_thinking_still_reaches_the_client():
+    t = translator()
+    events = t.start() + t.feed(line(thinking="Plan: " + CALL)) + t.feed(line("\n\n")) + t.feed(line("", done=True))
+    assert block_types(events) == ["thinking", "text", "tool_use"]
+    assert texts(events) == "\n\n"
