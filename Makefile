@@ -114,7 +114,7 @@ fuzz: $(STAMP)
 # in .cache/mutate with the runtime lock's packages. Its work tree is mutants/; the test map
 # (which tests reach which function) is rebuilt on every run so new tests count.
 # MUTATE="proxy.stream.machine*" re-runs one module's mutants and keeps the others' verdicts;
-# MUTATE_JOBS sets the parallel workers. The score table is written into docs/TESTING.md.
+# MUTATE_JOBS sets the parallel workers. mypy (type_check_command) is found on the PATH. The score table is written into docs/TESTING.md.
 MUTATE_VENV  := .cache/mutate
 MUTATE_STAMP := $(MUTATE_VENV)/.installed-$(shell cat requirements.lock scripts/mutate-requirements.lock | sha1sum | cut -c1-12)
 MUTATE       ?= proxy.protocol.* proxy.stream.*
@@ -131,7 +131,7 @@ $(MUTATE_STAMP): requirements.lock scripts/mutate-requirements.lock
 # not run, a stale accepted equivalent).
 mutate: $(MUTATE_STAMP)
 	@rm -f mutants/mutmut-stats.json
-	@nice $(MUTATE_VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) $(foreach m,$(MUTATE),"$(m)"); run=$$?; \
+	@PATH="$(abspath $(MUTATE_VENV))/bin:$$PATH" nice $(MUTATE_VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) $(foreach m,$(MUTATE),"$(m)"); run=$$?; \
 		$(MUTATE_VENV)/bin/python scripts/mutation_report.py; report=$$?; \
 		test $$run -eq 0 -a $$report -eq 0
 
