@@ -9,33 +9,16 @@ import json
 
 from proxy.stream.dialects import BY_NAME
 from proxy.stream.dialects.base import json_end
-from proxy.stream.message import MessageBuilder
 from proxy.stream.text_calls import TextCall, TextCallFilter, TextPiece
-from proxy.stream.translator import ResponseTranslator
+from tests.stream.test_dialect_mutants import client_blocks
 
 TOOL_NAMES = ["Bash", "Write", "Edit"]
-SCHEMAS = {
-    "Bash": {"type": "object", "properties": {"command": {"type": "string"}}},
-    "Write": {"type": "object", "properties": {"file_path": {"type": "string"}, "content": {"type": "string"}}},
-}
 
 
 def released(text: str, dialect: str, tools: list[str] = TOOL_NAMES) -> str:
     """The text the client has seen once ``text`` arrived (the answer not over yet)."""
     filt = TextCallFilter(tools, (BY_NAME[dialect],))
     return "".join(item.text for item in filt.feed(text) if isinstance(item, TextPiece))
-
-
-def client_blocks(pieces: list[str], dialect: str | None = None) -> list[tuple]:
-    """The content blocks the client gets from the stream translator."""
-    translator = ResponseTranslator(client_model="claude-sonnet-4-5", input_tokens=1, tools=SCHEMAS, message_id="msg_test",
-                                    dialects=(BY_NAME[dialect],) if dialect else None)
-    builder = MessageBuilder()
-    builder.add(translator.start())
-    for piece in pieces + [""]:
-        line = {"model": "m", "message": {"role": "assistant", "content": piece}, "done": piece == ""}
-        builder.add(translator.feed(json.dumps(line).encode() + b"\n"))
-    return [("text", b["text"]) if b["type"] == "text" else ("call", b["name"], b["input"]) for b in builder.message()["content"]]
 
 
 # -- json_calls: which keys a printed call object may have -----------------------------------------
@@ -51,12 +34,12 @@ def test_a_call_object_carrying_every_key_a_call_may_have_is_run():
     printed = "<tool_call>" + json.dumps(call) + "</tool_call>"
     for step in (len(printed), 1):
         pieces = [printed[i : i + step] for i in range(0, len(printed), step)]
-        assert client_blocks(pieces, "hermes") == [("call", "Bash", {"command": "ls"})], step
-        assert client_blocks(pieces) == [("call", "Bash", {"command": "ls"})], step
+        assert client_blocks(pieces, (BY_NAME["hermes"],)) == [("call", "Bash", {"command": "ls"})], step
+        assert client_blocks(pieces, None) == [("call", "Bash", {"command": "ls"})], step
     # one key more than a call has: data with a "name", given back as text
     data = dict(call, extra=1)
     text = json.dumps(data)
-    assert client_blocks([text], "json") == [("text", text)]
+    assert client_blocks([text], (BY_NAME["json"],)) == [("text", text)]
 
 
 # -- json_header_possible: released the moment it cannot be a call's header ------------------------
