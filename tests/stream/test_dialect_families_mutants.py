@@ -127,3 +127,19 @@ def test_a_glm_call_to_a_tool_with_a_short_name_keeps_its_arguments():
 ])
 def test_what_cannot_start_a_call_is_released_before_the_answer_ends(name, text, want):
     assert released(text, name) == want
+
+
+# -- a bug the mutation work found: JSON nested past the decoder's depth raised RecursionError ----
+
+DEEP = '{"a": ' * 1000 + "1" + "}" * 1000
+
+
+@pytest.mark.parametrize(("name", "text", "want"), [
+    ("mistral", "[TOOL_CALLS]Bash[ARGS]" + DEEP, [("call", "Bash", DEEP)]),
+    ("harmony", "<|channel|>commentary to=functions.Bash<|message|>" + DEEP + "<|call|>", [("call", "Bash", DEEP)]),
+    ("hermes", '<tool_call>{"name": "Bash", "arguments": ' + DEEP + "}</tool_call>", TEXT),
+])
+def test_arguments_nested_too_deep_to_decode_do_not_break_the_stream(name, text, want):
+    """A model stuck repeating ``{"a": `` a thousand times: the filter goes on (the arguments
+    are passed on as the text they are, or the block stays text) instead of raising."""
+    assert run(text, name) == ([("text", text)] if want == TEXT else want)
