@@ -167,7 +167,7 @@ def load_json(text: str) -> Any:
     text = text.strip()
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the decoder's depth: judged below, never a crash
         pass
     if not text.startswith(("{", "[")):
         return None

@@ -71,7 +71,7 @@ def _json_sequence(text: str, tools: Tools) -> Calls | None:
     commas between them), as some models print inside one block."""
     try:
         return json_calls(json.loads(text), tools)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the decoder's depth
         pass
     found: list[tuple[str, Any]] = []
     pos = _skip_space(text, 0)
