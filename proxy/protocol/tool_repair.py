@@ -44,7 +44,7 @@ class RepairedCall:
 def _loads_strict(text: str) -> tuple[bool, Any]:
     try:
         return True, json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the decoder's depth
         return False, None
 
 
@@ -61,7 +61,10 @@ def _decode_once(text: str) -> tuple[bool, Any, str]:
         ok, parsed = _loads_strict(_TRAILING_COMMA.sub(r"\1", text))
         if ok:
             return True, parsed, "removed trailing commas in the arguments"
-        parsed = json_repair.loads(text)
+        try:
+            parsed = json_repair.loads(text)
+        except RecursionError:  # nested past Python's depth: not arguments anyone can use
+            return False, None, ""
         if isinstance(parsed, (dict, list)):
             return True, parsed, "repaired near-JSON arguments"
     return False, None, ""

@@ -128,8 +128,8 @@ def parse_lines(lines: Sequence[bytes | bytearray]) -> list[OllamaChunk] | None:
         return []
     try:
         wires = _decode_lines(b"\n".join(lines))
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None  # RecursionError: nested past the decoder's depth; the reference path says so
     if len(wires) != len(lines):
         return None
     chunks = []

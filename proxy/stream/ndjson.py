@@ -66,3 +66,7 @@ class NDJSONDecoder:
             raise UpstreamProtocolError(
                 f"Ollama sent a line that is not JSON: {bytes(line[:80])!r}"
             ) from None
+        except RecursionError:  # a model's tool call arguments nested a thousand levels deep
+            raise UpstreamProtocolError(
+                f"Ollama sent a line nested too deep to read: {bytes(line[:80])!r}"
+            ) from None

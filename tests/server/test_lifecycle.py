@@ -315,6 +315,11 @@ FAULTS = {
     "error-line": ([Chunk(content="partial"), Line({"error": "an error was encountered while running the model"})],
                    "an error was encountered while running the model"),
     "no-done": ([Chunk(content="partial"), Chunk(content=" more")], "ended before its final chunk"),
+    # a model looping on '{"a": ' in a native call's arguments: deeper than any decoder reads
+    "nested-too-deep": ([Chunk(content="partial"), Raw(
+        b'{"model":"m","created_at":"x","message":{"role":"assistant","content":"","tool_calls":'
+        b'[{"function":{"name":"Bash","arguments":' + b'{"a":' * 1000 + b"1" + b"}" * 1000 + b'}}]},"done":false}\n'
+    )], "nested too deep"),
 }
 
 

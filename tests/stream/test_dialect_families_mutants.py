@@ -7,10 +7,15 @@ stay text byte for byte."""
 
 from __future__ import annotations
 
+import json
+import logging
+
 import pytest
 
 from proxy.stream.dialects import BY_NAME
+from proxy.stream.message import MessageBuilder
 from proxy.stream.text_calls import TextCall, TextCallFilter, TextPiece
+from proxy.stream.translator import ResponseTranslator
 
 TOOL_NAMES = ["Bash", "Write", "Edit"]
 TEXT = "text"
@@ -143,3 +148,25 @@ def test_arguments_nested_too_deep_to_decode_do_not_break_the_stream(name, text,
     """A model stuck repeating ``{"a": `` a thousand times: the filter goes on (the arguments
     are passed on as the text they are, or the block stays text) instead of raising."""
     assert run(text, name) == ([("text", text)] if want == TEXT else want)
+
+
+@pytest.mark.parametrize("name", ["mistral", "harmony"])
+def test_a_call_with_arguments_nested_too_deep_reaches_the_client_with_the_repair_said(name, caplog):
+    # The whole way, filter and repair: the client gets the call with empty arguments (Claude
+    # Code then tells the model its input is invalid), the operator's log says why, and the
+    # stream ends as a model's turn does. Before, the repair raised RecursionError: a 500.
+    text = {"mistral": "[TOOL_CALLS]Bash[ARGS]" + DEEP,
+            "harmony": "<|channel|>commentary to=functions.Bash<|message|>" + DEEP + "<|call|>"}[name]
+    translator = ResponseTranslator(client_model="claude-sonnet-4-5", input_tokens=1, message_id="msg_test",
+                                    tools={"Bash": {"type": "object", "properties": {"command": {"type": "string"}}}},
+                                    dialects=(BY_NAME[name],))
+    builder = MessageBuilder()
+    builder.add(translator.start())
+    with caplog.at_level(logging.INFO, logger="proxy"):
+        for piece, done in ((text, False), ("", True)):
+            line = {"model": "m", "message": {"role": "assistant", "content": piece}, "done": done}
+            builder.add(translator.feed(json.dumps(line).encode() + b"\n"))
+    message = builder.message()
+    assert [(b["type"], b.get("name"), b.get("input")) for b in message["content"]] == [("tool_use", "Bash", {})]
+    assert message["stop_reason"] == "tool_use"
+    assert any("are not an object: sent {}" in r.getMessage() for r in caplog.records)
