@@ -136,7 +136,7 @@ def session_key(header: str | None, body: Mapping[str, Any]) -> str:
     if isinstance(user_id, str) and user_id:
         try:
             parsed = json.loads(user_id)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the decoder's depth
             parsed = None
         session_id = parsed.get("session_id") if isinstance(parsed, dict) else None
         if isinstance(session_id, str) and session_id:

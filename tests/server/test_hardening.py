@@ -18,7 +18,7 @@ import httpx
 import pytest
 import trio
 
-from tests.fake_ollama import Chunk, Model, Stall, Status
+from tests.fake_ollama import Chunk, Model, Stall, Status, text_stream
 
 SMALL = {"model": "qwen3:8b", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -209,6 +209,21 @@ async def test_non_finite_numbers_and_deep_nesting_are_400s(proxy, path):
             # Nesting a real request needs (tool schemas, tool inputs) is fine.
             response = await client.post(path, content=_nested(50), headers={"content-type": "application/json"})
             assert response.status_code == 200, response.content[:300]
+
+
+async def test_a_user_id_holding_json_nested_too_deep_is_answered(fake_ollama, proxy):
+    # metadata.user_id is a string the proxy reads as JSON for Claude Code's session_id (to
+    # keep a session on one host); nested past the decoder's depth, it raised RecursionError:
+    # "internal error in the proxy". Now it is a user_id without a session_id: the request
+    # is keyed by its prompt and answered.
+    fake_ollama.script_chat(text_stream("answered"))
+    body = {"model": "qwen3:8b", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}],
+            "metadata": {"user_id": "[" * 5000}}
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=20) as client:
+        with trio.fail_after(20):
+            response = await client.post("/v1/messages", json=body)
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["content"] == [{"type": "text", "text": "answered"}]
 
 
 # -- 5. a body must arrive in time; a declared oversize body is refused unread --------------
