@@ -298,3 +298,10 @@ def test_an_error_line_with_a_non_string_error_still_reports_it():
 def test_malformed_chunks_raise(raw):
     with pytest.raises(UpstreamProtocolError):
         parse_chunk(raw)
+
+
+def test_a_line_nested_too_deep_is_an_upstream_error_quoting_its_first_80_bytes():
+    line = b'{"model":"m","message":{"role":"assistant","tool_calls":[{"function":{"arguments":' + b'{"a":' * 1000 + b"1" + b"}" * 1000 + b"}}]}}"
+    with pytest.raises(UpstreamProtocolError) as caught:
+        NDJSONDecoder.parse(line)
+    assert str(caught.value) == f"Ollama sent a line nested too deep to read: {line[:80]!r}"
