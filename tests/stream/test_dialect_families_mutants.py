@@ -14,8 +14,9 @@ import pytest
 
 from proxy.stream.dialects import BY_NAME
 from proxy.stream.message import MessageBuilder
-from proxy.stream.text_calls import TextCall, TextCallFilter, TextPiece
+from proxy.stream.text_calls import TextCallFilter, TextPiece
 from proxy.stream.translator import ResponseTranslator
+from tests.stream.test_dialect_mutants import run as client_run
 
 TOOL_NAMES = ["Bash", "Write", "Edit"]
 TEXT = "text"
@@ -29,20 +30,10 @@ PWD_CALL = '{"name": "Bash", "arguments": {"command": "pwd"}}'
 
 def run(text: str, name: str, step: int | None = None, tools: list[str] = TOOL_NAMES) -> list[tuple]:
     """What the client gets from one dialect alone: text merged, calls as (name, arguments)."""
-    filt = TextCallFilter(tools, (BY_NAME[name],))
-    pieces = [text] if step is None else [text[i : i + step] for i in range(0, len(text), step)]
-    merged: list[tuple] = []
-    for item in [item for piece in pieces for item in filt.feed(piece)] + filt.finish():
-        if isinstance(item, TextPiece):
-            if merged and merged[-1][0] == "text":
-                merged[-1] = ("text", merged[-1][1] + item.text)
-            elif item.text:
-                merged.append(("text", item.text))
-        else:
-            assert isinstance(item, TextCall)
-            assert item.dialect == ("mistral" if name == "mistral_args" else name)
-            merged.append(("call", item.name, item.arguments))
-    return merged
+    out = client_run(text, (BY_NAME[name],), step, tools)
+    dialect = "mistral" if name == "mistral_args" else name
+    assert all(piece[3] == dialect for piece in out if piece[0] == "call"), out
+    return [piece[:3] if piece[0] == "call" else piece for piece in out]
 
 
 def released(text: str, name: str) -> str:
