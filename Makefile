@@ -114,7 +114,8 @@ fuzz: $(STAMP)
 # in .cache/mutate with the runtime lock's packages. Its work tree is mutants/; the test map
 # (which tests reach which function) is rebuilt on every run so new tests count.
 # MUTATE="proxy.stream.machine*" re-runs one module's mutants and keeps the others' verdicts;
-# MUTATE_JOBS sets the parallel workers. mypy (type_check_command) is found on the PATH. The score table is written into docs/TESTING.md.
+# MUTATE_JOBS sets the parallel workers; mypy (type_check_command) is found on the PATH.
+# The score table is written into docs/TESTING.md.
 MUTATE_VENV  := .cache/mutate
 MUTATE_STAMP := $(MUTATE_VENV)/.installed-$(shell cat requirements.lock scripts/mutate-requirements.lock | sha1sum | cut -c1-12)
 MUTATE       ?= proxy.protocol.* proxy.stream.*
